@@ -1,0 +1,210 @@
+"""The one place that reads the system time.
+
+Every other module receives a ``Clock``: ``RealTimeClock`` for live commands, ``BacktestClock``
+for backtests and tests. Both keep timers in one heap and fire due timers in ``(time, name)``
+order whenever time passes through ``sleep``/``advance``/``fire_due``, so a loop behaves the same
+live and in a backtest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+
+class ClockError(ValueError):
+    """A clock was asked to do something impossible (go backward, use a naive datetime)."""
+
+
+@dataclass(order=True)
+class Timer:
+    """A callback due at ``when``; ``cancel()`` stops it from firing."""
+
+    when: datetime
+    name: str
+    seq: int
+    callback: Callable[[], object] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+    async def sleep_async(self, seconds: float) -> None: ...
+    def call_at(self, when: datetime, callback: Callable[[], object], name: str = "") -> Timer: ...
+    def call_later(self, delay: float, callback: Callable[[], object], name: str = "") -> Timer: ...
+    def fire_due(self) -> int: ...
+
+
+def _require_aware(when: datetime) -> datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ClockError(f"naive datetime {when.isoformat()}: pass an aware datetime (UTC)")
+    return when.astimezone(UTC)
+
+
+class _TimerHeap:
+    """Timers shared by both clocks: ordered by (time, name, insertion)."""
+
+    def __init__(self) -> None:
+        self._heap: list[Timer] = []
+        self._seq = itertools.count()
+
+    def add(self, when: datetime, callback: Callable[[], object], name: str) -> Timer:
+        timer = Timer(_require_aware(when), name, next(self._seq), callback)
+        heapq.heappush(self._heap, timer)
+        return timer
+
+    def next_due(self) -> datetime | None:
+        while self._heap and self._heap[0].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0].when if self._heap else None
+
+    def pop_due(self, now: datetime) -> Timer | None:
+        due = self.next_due()
+        if due is None or due > now:
+            return None
+        return heapq.heappop(self._heap)
+
+    def __len__(self) -> int:
+        return sum(1 for t in self._heap if not t.cancelled)
+
+
+class RealTimeClock:
+    """Wall-clock time. ``sleep`` fires timers that fall due while sleeping."""
+
+    def __init__(self) -> None:
+        self._timers = _TimerHeap()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def call_at(self, when: datetime, callback: Callable[[], object], name: str = "") -> Timer:
+        return self._timers.add(when, callback, name)
+
+    def call_later(self, delay: float, callback: Callable[[], object], name: str = "") -> Timer:
+        return self.call_at(self.now() + timedelta(seconds=delay), callback, name)
+
+    def fire_due(self) -> int:
+        fired = 0
+        while (timer := self._timers.pop_due(self.now())) is not None:
+            timer.callback()
+            fired += 1
+        return fired
+
+    def sleep(self, seconds: float) -> None:
+        end = self.monotonic() + max(0.0, seconds)
+        while True:
+            self.fire_due()
+            remaining = end - self.monotonic()
+            if remaining <= 0:
+                return
+            nxt = self._timers.next_due()
+            if nxt is not None:
+                remaining = min(remaining, max(0.0, (nxt - self.now()).total_seconds()))
+            time.sleep(remaining)
+
+    async def sleep_async(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+        self.fire_due()
+
+
+class BacktestClock:
+    """Simulated time: moves only when told to (``advance``/``advance_to``) or when a caller sleeps.
+
+    Async sleepers wait on futures; the earliest sleeper advances the clock to its own deadline
+    once the other ready tasks have had a chance to run, so concurrent waiters wake in deadline
+    order without any real waiting.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = _require_aware(start) if start else datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+        self._origin = self._now
+        self._timers = _TimerHeap()
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return (self._now - self._origin).total_seconds()
+
+    def call_at(self, when: datetime, callback: Callable[[], object], name: str = "") -> Timer:
+        return self._timers.add(when, callback, name)
+
+    def call_later(self, delay: float, callback: Callable[[], object], name: str = "") -> Timer:
+        return self.call_at(self._now + timedelta(seconds=delay), callback, name)
+
+    def fire_due(self) -> int:
+        fired = 0
+        while (timer := self._timers.pop_due(self._now)) is not None:
+            timer.callback()
+            fired += 1
+        return fired
+
+    def advance(self, delta: timedelta | float) -> None:
+        if not isinstance(delta, timedelta):
+            delta = timedelta(seconds=delta)
+        if delta < timedelta(0):
+            raise ClockError(f"cannot advance by a negative amount ({delta})")
+        self.advance_to(self._now + delta)
+
+    def advance_to(self, when: datetime) -> None:
+        when = _require_aware(when)
+        if when < self._now:
+            raise ClockError(
+                f"BacktestClock cannot go backward from {self._now.isoformat()} "
+                f"to {when.isoformat()}"
+            )
+        # Walk through every timer and sleeper due on the way, in time order, so a timer
+        # callback sees the clock at its own due time.
+        while True:
+            nxt = self._timers.next_due()
+            sleeper = self._sleepers[0][0] if self._sleepers else None
+            step = min((t for t in (nxt, sleeper) if t is not None and t <= when), default=None)
+            if step is None:
+                break
+            self._now = max(self._now, step)
+            self._wake_sleepers()
+            self.fire_due()
+        self._now = when
+        self._wake_sleepers()
+        self.fire_due()
+
+    def _wake_sleepers(self) -> None:
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, fut = heapq.heappop(self._sleepers)
+            if not fut.done():
+                fut.set_result(None)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+    async def sleep_async(self, seconds: float) -> None:
+        deadline = self._now + timedelta(seconds=max(0.0, seconds))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
+        # Let the other ready tasks run (and register their own sleeps) before time jumps.
+        for _ in range(8):
+            await asyncio.sleep(0)
+            if fut.done():
+                return
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)  # a cancelled sleeper must not stall the others
+        if self._sleepers and self._sleepers[0][2] is fut:
+            self.advance_to(deadline)
+        await fut

@@ -1,0 +1,57 @@
+"""Options shared by every leaf command and the context they build.
+
+Declare ``config``, ``json_out`` and ``verbose`` on each leaf so ``mqd X Y --json`` works after
+the command name; ``cli(config, json_out, verbose)`` loads settings and builds the services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mqd_cli.factory import Services
+from mqd_cli.output import Output
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $MQD_CONFIG, then the user "
+                 "config dir, then built-in defaults).", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show debug messages and tracebacks.")
+]
+
+
+@dataclass
+class Cli:
+    services: Services
+    out: Output
+
+    @property
+    def settings(self):
+        return self.services.settings
+
+
+@contextmanager
+def cli(config: Path | None, json_out: bool = False, verbose: bool = False,
+        *, announce_defaults: bool = True) -> Iterator[Cli]:
+    """Load the configuration, build the services lazily, close them afterwards."""
+    out = Output(json_mode=json_out, verbose=verbose)
+    services = Services.from_config(config)
+    loaded = services.loaded
+    if loaded is not None:
+        if loaded.path is None and announce_defaults:
+            out.info("note: no config file found; using built-in defaults (broker = \"sim\"). "
+                     "Create one with `mqd config init`.")
+        elif loaded.path is not None:
+            out.debug(f"config: {loaded.path} (from {loaded.origin})")
+    try:
+        yield Cli(services, out)
+    finally:
+        services.close()

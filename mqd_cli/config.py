@@ -1,0 +1,771 @@
+"""Settings: one frozen dataclass per TOML table, strict validation, secrets and discovery.
+
+Every field is declared with ``setting(default, doc, ...)``; the doc string gives the unit,
+the default and the meaning, and ``config show``/``config init`` print it. Validation collects
+every problem (unknown key with a "did you mean", wrong type, bad duration, out-of-range
+number) with its TOML path, and raises one ``ConfigError`` holding all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+from mqd_cli.errors import ConfigError
+
+ENV_CONFIG = "MQD_CONFIG"
+
+# Everything a Secret could reveal, so error messages and logs can be scrubbed (see redact()).
+_SECRET_ENV_NAMES: set[str] = set()
+_LITERAL_SECRETS: set[str] = set()
+
+
+# -- value types --------------------------------------------------------------------------------
+
+
+class Secret:
+    """A credential. Never printed: ``str``/``repr`` are redacted; ``reveal()`` gives the value.
+
+    ``env:NAME`` reads the environment variable NAME when revealed.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: str):
+        self._raw = raw
+        if raw.startswith("env:"):
+            _SECRET_ENV_NAMES.add(raw[4:])
+        elif raw:
+            _LITERAL_SECRETS.add(raw)
+
+    @property
+    def from_env(self) -> str | None:
+        return self._raw[4:] if self._raw.startswith("env:") else None
+
+    def reveal(self) -> str:
+        name = self.from_env
+        if name is not None:
+            return os.environ.get(name, "")
+        return self._raw
+
+    def is_set(self) -> bool:
+        return bool(self.reveal())
+
+    def describe(self) -> str:
+        """Safe description: where the secret comes from, never its value."""
+        name = self.from_env
+        if name is not None:
+            state = "set" if os.environ.get(name) else "not set"
+            return f"env:{name} ({state})"
+        return "<redacted literal>" if self._raw else "<empty>"
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._raw == self._raw
+
+    def __hash__(self) -> int:
+        return hash(("secret", self._raw))
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"1h"``, ``"2d"``, ``"250ms"`` -> timedelta; ValueError otherwise."""
+    m = _DURATION_RE.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"expected a duration like '90s', '30m', '1h' or '2d', got {text!r}")
+    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+
+
+def format_duration(td: timedelta) -> str:
+    secs = td.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if secs >= size and secs % size == 0:
+            return f"{int(secs // size)}{unit}"
+    if secs and secs < 1:
+        return f"{round(secs * 1000)}ms"
+    return f"{secs:g}s"
+
+
+def setting(default: Any, doc: str, *, min: Any = None, max: Any = None, secret: bool = False):
+    """A documented settings field. ``min``/``max`` bound numbers and durations (inclusive)."""
+    meta = {"doc": doc, "min": min, "max": max, "secret": secret}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def table(cls: type, doc: str = ""):
+    """A nested table field whose defaults come from ``cls()``."""
+    return field(default_factory=cls, metadata={"doc": doc or (cls.__doc__ or "").strip()})
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlpacaSettings:
+    """[alpaca] Connection to Alpaca (used when broker = "alpaca")."""
+
+    paper: bool = setting(True, "Trade the paper account (true) or the live account (false).")
+    key_id: Secret = setting(
+        Secret("env:APCA_API_KEY_ID"),
+        "API key id; 'env:NAME' reads the environment variable NAME. Never printed.",
+        secret=True,
+    )
+    secret_key: Secret = setting(
+        Secret("env:APCA_API_SECRET_KEY"),
+        "API secret key; 'env:NAME' reads the environment variable NAME. Never printed.",
+        secret=True,
+    )
+    base_url: str = setting(
+        "", "Trading REST origin, no /v2 (empty = Alpaca's paper or live endpoint)."
+    )
+    stream_url: str = setting("", "trade_updates websocket URL (empty = Alpaca's endpoint).")
+    data_url: str = setting("", "Market-data REST origin (empty = https://data.alpaca.markets).")
+    data_feed: Literal["iex", "sip"] = setting("iex", "Bar feed: iex (free plan) or sip (paid).")
+    timeout: timedelta = setting(
+        timedelta(seconds=10),
+        "Timeout of every REST request. Default 10s.",
+        min=timedelta(milliseconds=100),
+        max=timedelta(minutes=5),
+    )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """[store] The SQLite database holding mqd's state."""
+
+    path: str = setting("", "Database file (empty = the platform data dir, .../mqd/mqd.db).")
+    busy_timeout: timedelta = setting(
+        timedelta(seconds=10),
+        "How long a writer waits for another process's transaction. Default 10s.",
+        min=timedelta(milliseconds=10),
+        max=timedelta(minutes=5),
+    )
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """[throttle.limits.NAME] One named request budget."""
+
+    limit: int = setting(200, "Requests (weight units) allowed per window.", min=1, max=1_000_000)
+    window: timedelta = setting(
+        timedelta(minutes=1),
+        "Length of the sliding window. Default 1m.",
+        min=timedelta(milliseconds=1),
+        max=timedelta(days=1),
+    )
+
+
+@dataclass(frozen=True)
+class ThrottleSettings:
+    """[throttle] Request budgets shared by every mqd process on this host."""
+
+    shared: bool = setting(
+        True, "Keep the budget in the store so run, reconcile and sync share it."
+    )
+    safety_margin: float = setting(
+        0.03,
+        "Fraction of each limit kept in reserve (0.03 = 3 %). Default 0.03.",
+        min=0.0,
+        max=0.5,
+    )
+    max_backoff: timedelta = setting(
+        timedelta(seconds=60),
+        "Upper bound of the exponential backoff after repeated 429/5xx. Default 60s.",
+        min=timedelta(seconds=1),
+        max=timedelta(hours=1),
+    )
+    limits: dict[str, RateLimitSettings] = setting(
+        {}, "Overrides of the presets (alpaca_trading, alpaca_data, ...) or extra limits."
+    )
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    """[risk] Pre-trade risk gate limits (money in account currency)."""
+
+    max_order_notional: Decimal = setting(
+        Decimal("10000"), "Largest single order value. Default 10000.", min=Decimal(0)
+    )
+    max_position_notional: Decimal = setting(
+        Decimal("25000"), "Largest position value per symbol. Default 25000.", min=Decimal(0)
+    )
+    max_gross_exposure: Decimal = setting(
+        Decimal("100000"),
+        "Largest sum of absolute position values. Default 100000.",
+        min=Decimal(0),
+    )
+    max_open_orders: int = setting(20, "Most open orders at once. Default 20.", min=0, max=10_000)
+    check_buying_power: bool = setting(True, "Refuse buys the account cannot pay for.")
+    allowed_symbols: list[str] = setting([], "Only these symbols may trade (empty = any).")
+    kill_switch_file: str = setting(
+        "", "If this file exists, the gate halts all new orders (empty = off)."
+    )
+
+
+@dataclass(frozen=True)
+class StoplossGuardSettings:
+    """[protections.stoploss_guard] Lock after repeated stop-loss exits."""
+
+    enabled: bool = setting(True, "Turn this protection on.")
+    trade_limit: int = setting(3, "Stop-loss exits within the lookback that trip it.", min=1)
+    lookback: timedelta = setting(
+        timedelta(hours=1), "Window counted back from now. Default 1h.", min=timedelta(0)
+    )
+    stop_duration: timedelta = setting(
+        timedelta(hours=1), "Lock length after the last exit. Default 1h.", min=timedelta(0)
+    )
+    only_per_symbol: bool = setting(False, "Lock only the symbol that hit the limit.")
+    only_per_side: bool = setting(False, "Lock only the side (long/short) that hit the limit.")
+    unlock_at: str = setting(
+        "", "Instead of stop_duration: end the lock at HH:MM New York time, next trading day."
+    )
+
+
+@dataclass(frozen=True)
+class MaxDrawdownSettings:
+    """[protections.max_drawdown] Stop everything after a deep equity drawdown."""
+
+    enabled: bool = setting(True, "Turn this protection on.")
+    max_drawdown: float = setting(
+        0.15, "Peak-to-trough equity drop (0.15 = 15 %) that trips it.", min=0.0, max=1.0
+    )
+    lookback: timedelta = setting(
+        timedelta(days=2), "Equity window. Default 2d.", min=timedelta(0)
+    )
+    stop_duration: timedelta = setting(
+        timedelta(hours=24), "Lock length. Default 24h.", min=timedelta(0)
+    )
+    starting_equity: Decimal = setting(
+        Decimal("100000"),
+        "Equity before the first trade when the broker's equity is not used. Default 100000.",
+        min=Decimal(0),
+    )
+    unlock_at: str = setting("", "End the lock at HH:MM New York time, next trading day.")
+
+
+@dataclass(frozen=True)
+class CooldownSettings:
+    """[protections.cooldown] Pause after a large loss."""
+
+    enabled: bool = setting(True, "Turn this protection on.")
+    loss_threshold: Decimal = setting(
+        Decimal("500"), "Loss of one trade (>=) that starts the pause. Default 500.", min=0
+    )
+    after_any_exit: bool = setting(False, "Pause after every exit, not only large losses.")
+    stop_duration: timedelta = setting(
+        timedelta(minutes=30), "Pause length. Default 30m.", min=timedelta(0)
+    )
+    only_per_symbol: bool = setting(True, "Pause only the symbol (false = everything).")
+    unlock_at: str = setting("", "End the pause at HH:MM New York time, next trading day.")
+
+
+@dataclass(frozen=True)
+class LowProfitSettings:
+    """[protections.low_profit] Lock symbols that keep making too little."""
+
+    enabled: bool = setting(False, "Turn this protection on.")
+    trade_limit: int = setting(4, "Trades within the lookback before it judges.", min=1)
+    lookback: timedelta = setting(
+        timedelta(days=1), "Window. Default 1d.", min=timedelta(0)
+    )
+    required_profit: float = setting(
+        0.0, "Stake-weighted profit ratio required (0.0 = break even).", min=-1.0, max=10.0
+    )
+    stop_duration: timedelta = setting(
+        timedelta(hours=1), "Lock length. Default 1h.", min=timedelta(0)
+    )
+    unlock_at: str = setting("", "End the lock at HH:MM New York time, next trading day.")
+
+
+@dataclass(frozen=True)
+class ProtectionsSettings:
+    """[protections] Circuit breakers checked before the risk gate."""
+
+    check_interval: timedelta = setting(
+        timedelta(minutes=1),
+        "How often locks are re-evaluated without a new trade. Default 1m.",
+        min=timedelta(seconds=1),
+    )
+    stoploss_guard: StoplossGuardSettings = table(StoplossGuardSettings)
+    max_drawdown: MaxDrawdownSettings = table(MaxDrawdownSettings)
+    cooldown: CooldownSettings = table(CooldownSettings)
+    low_profit: LowProfitSettings = table(LowProfitSettings)
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    """[strategy] What the run loop trades."""
+
+    name: str = setting(
+        "sma_cross", "Built-in (sma_cross, buy_and_hold) or 'module:Class' for your own."
+    )
+    symbols: list[str] = setting(["AAPL", "MSFT"], "Symbols the strategy trades.")
+    timeframe: timedelta = setting(
+        timedelta(minutes=1), "Bar length. Default 1m.", min=timedelta(seconds=1)
+    )
+    params: dict[str, Any] = setting({}, "Strategy parameters, passed as given.")
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    """[notify.discord] Alerts posted to a Discord webhook."""
+
+    webhook_url: Secret = setting(
+        Secret(""), "Webhook URL (holds a token: never printed). Empty = off.", secret=True
+    )
+    events: list[str] = setting(
+        ["fill", "protection", "reconcile", "error"], "Which events are posted."
+    )
+    username: str = setting("mqd", "Name the alerts are posted under.")
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """[notify] Where alerts go."""
+
+    discord: DiscordSettings = table(DiscordSettings)
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """[sim] The built-in simulated exchange (broker = "sim" and `mqd sim serve`)."""
+
+    seed: int = setting(42, "Seed of the price walk and fills: same seed, same run.")
+    speed: float = setting(
+        60.0, "Simulated seconds per real second (1 = real time).", min=0.001, max=1e6
+    )
+    starting_cash: Decimal = setting(
+        Decimal("100000"), "Cash of a fresh simulated account. Default 100000.", min=Decimal(0)
+    )
+    partial_fill_probability: float = setting(
+        0.1, "Chance an order fills in parts (Alpaca paper: about 0.1).", min=0.0, max=1.0
+    )
+    liquidity: Decimal = setting(
+        Decimal("1000"), "Most shares filled per order per price tick. Default 1000.", min=0
+    )
+    fee_per_share: Decimal = setting(Decimal("0"), "Commission per share.", min=Decimal(0))
+    slippage_bps: Decimal = setting(
+        Decimal("0"), "Adverse slippage of market fills, basis points.", min=Decimal(0)
+    )
+    price_csv: str = setting("", "Replay prices from this CSV instead of the random walk.")
+    api_key_id: str = setting("mqd-sim-key", "Key id `mqd sim serve` accepts.")
+    api_secret_key: str = setting(
+        "mqd-sim-secret", "Secret `mqd sim serve` accepts (a local test value, not a credential)."
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration file."""
+
+    broker: Literal["sim", "alpaca"] = setting(
+        "sim", 'Which broker: "sim" (built-in, offline, no keys) or "alpaca".'
+    )
+    alpaca: AlpacaSettings = table(AlpacaSettings)
+    store: StoreSettings = table(StoreSettings)
+    throttle: ThrottleSettings = table(ThrottleSettings)
+    risk: RiskSettings = table(RiskSettings)
+    protections: ProtectionsSettings = table(ProtectionsSettings)
+    strategy: StrategySettings = table(StrategySettings)
+    notify: NotifySettings = table(NotifySettings)
+    sim: SimSettings = table(SimSettings)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """Settings plus where they came from."""
+
+    settings: Settings
+    path: Path | None  # None: built-in defaults
+    origin: str  # "--config", "$MQD_CONFIG", "user config dir", "defaults"
+    explicit_keys: frozenset[str]  # dotted TOML paths set in the file
+    warnings: tuple[str, ...] = ()
+
+    def source_of(self, dotted: str, value: Any) -> str:
+        if isinstance(value, Secret) and value.from_env is not None:
+            return "env"
+        return "file" if dotted in self.explicit_keys else "default"
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("mqd")) / "config.toml"
+
+
+def default_store_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mqd")) / "mqd.db"
+
+
+def discover(cli_path: str | Path | None) -> tuple[Path | None, str]:
+    """The config file to use: --config, then $MQD_CONFIG, then the user config dir."""
+    if cli_path:
+        return Path(cli_path).expanduser(), "--config"
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env).expanduser(), "$MQD_CONFIG"
+    path = default_config_path()
+    return (path, "user config dir") if path.exists() else (None, "defaults")
+
+
+def load(cli_path: str | Path | None = None) -> LoadedConfig:
+    path, origin = discover(cli_path)
+    if path is None:
+        return LoadedConfig(Settings(), None, origin, frozenset())
+    if not path.exists():
+        raise ConfigError(
+            [f"config file {path} (from {origin}) does not exist"],
+            "create one with `mqd config init`, or fix the path",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read config file {path}: {exc}"]) from exc
+    return loads(text, path=path, origin=origin)
+
+
+def loads(text: str, *, path: Path | None = None, origin: str = "string") -> LoadedConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            [f"{path or '<config>'}: TOML syntax error: {exc}"],
+            "fix the syntax at that line and column",
+        ) from exc
+    problems: list[str] = []
+    explicit: set[str] = set()
+    settings = _build(Settings, data, "", problems, explicit)
+    if problems:
+        where = f"{path}: " if path else ""
+        raise ConfigError(
+            [f"{where}{p}" for p in problems], "see config.example.toml for every key"
+        )
+    warnings = tuple(_warnings(settings))
+    return LoadedConfig(settings, path, origin, frozenset(explicit), warnings)
+
+
+def _warnings(settings: Settings) -> list[str]:
+    out = []
+    for dotted, value, _f in iter_fields(settings):
+        if isinstance(value, Secret) and value.from_env is None and value.reveal():
+            out.append(
+                f"{dotted} holds a literal secret in the file; prefer 'env:NAME' "
+                "so the file can be shared safely"
+            )
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    if tp is timedelta:
+        return "a duration string like '90s', '30m', '1h', '2d'"
+    if tp is Decimal:
+        return "a decimal number or decimal string"
+    if tp is Secret:
+        return "a string ('env:NAME' or the value)"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list of strings"
+    if origin is dict:
+        return "a table"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return str(tp)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _convert(tp: Any, value: Any, path: str, meta: dict, problems: list[str]) -> Any:
+    """Convert one TOML value to ``tp``; append a problem and return None when it does not fit."""
+    bad = f"{path}: expected {_type_name(tp)}, got {_show(value)}"
+    if meta.get("secret"):
+        bad = f"{path}: expected {_type_name(tp)}, got a {type(value).__name__}"
+    try:
+        if tp is Secret:
+            if not isinstance(value, str):  # never coerce: a key of digits stays a string
+                raise TypeError
+            if value.startswith("env:") and not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", value):
+                problems.append(f"{path}: 'env:' must be followed by a variable name")
+                return None
+            return Secret(value)
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            out: Any = value
+        elif tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError
+            out = value
+        elif tp is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError
+            out = float(value)
+            if out != out or out in (float("inf"), float("-inf")):
+                raise TypeError
+        elif tp is Decimal:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError
+            out = Decimal(str(value).strip())
+            if not out.is_finite():
+                raise TypeError
+        elif tp is timedelta:
+            if not isinstance(value, str):
+                raise TypeError
+            try:
+                out = parse_duration(value)
+            except ValueError:
+                raise TypeError from None
+        elif tp is str:
+            if not isinstance(value, str):
+                raise TypeError
+            out = value
+        elif typing.get_origin(tp) is Literal:
+            choices = typing.get_args(tp)
+            if value not in choices:
+                near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                problems.append(f"{bad}{hint}")
+                return None
+            out = value
+        elif typing.get_origin(tp) is list:
+            (item,) = typing.get_args(tp)
+            if not isinstance(value, list):
+                raise TypeError
+            items = []
+            for i, v in enumerate(value):
+                items.append(_convert(item, v, f"{path}[{i}]", {}, problems))
+            out = items
+        elif typing.get_origin(tp) is dict:
+            _, item = typing.get_args(tp)
+            if not isinstance(value, dict):
+                raise TypeError
+            if item is Any:
+                return dict(value)
+            return {
+                k: _convert(item, v, f"{path}.{k}", {}, problems) for k, v in value.items()
+            }
+        elif dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise TypeError
+            return _build(tp, value, path + ".", problems, None)
+        else:  # pragma: no cover - a schema bug, not user input
+            raise AssertionError(f"unsupported settings type {tp!r}")
+    except (TypeError, InvalidOperation, ValueError):
+        problems.append(bad)
+        return None
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and out < lo:
+        problems.append(f"{path}: must be at least {_fmt_bound(lo)}, got {_show_value(out)}")
+        return None
+    if hi is not None and out > hi:
+        problems.append(f"{path}: must be at most {_fmt_bound(hi)}, got {_show_value(out)}")
+        return None
+    return out
+
+
+def _fmt_bound(b: Any) -> str:
+    return format_duration(b) if isinstance(b, timedelta) else str(b)
+
+
+def _show_value(v: Any) -> str:
+    return repr(format_duration(v)) if isinstance(v, timedelta) else _show(v)
+
+
+def _build(cls: type, data: dict, prefix: str, problems: list[str], explicit: set[str] | None):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            near = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean '{prefix}{near[0]}'?)" if near else ""
+            known = ", ".join(sorted(fields))
+            problems.append(f"{path}: unknown key{hint}; known keys here: {known}")
+            continue
+        f = fields[key]
+        tp = hints[key]
+        if explicit is not None and not dataclasses.is_dataclass(tp):
+            explicit.add(path)
+        sub_explicit = explicit
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                problems.append(f"{path}: expected a table [{path}], got {_show(value)}")
+                continue
+            converted = _build(tp, value, path + ".", problems, sub_explicit)
+        else:
+            converted = _convert(tp, value, path, dict(f.metadata), problems)
+        if converted is not None:
+            kwargs[key] = converted
+    try:
+        return cls(**kwargs)
+    except TypeError:  # a missing nested table after errors: defaults for the rest
+        return cls()
+
+
+def iter_fields(obj: Any, prefix: str = ""):
+    """Yield ``(dotted path, value, field)`` for every leaf setting, tables depth first."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from iter_fields(value, path + ".")
+        else:
+            yield path, value, f
+
+
+def plain(value: Any) -> Any:
+    """A JSON/TOML-friendly rendering of a setting value, secrets described not revealed."""
+    if isinstance(value, Secret):
+        return value.describe()
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if dataclasses.is_dataclass(value):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def to_toml_value(value: Any) -> Any:
+    """The value as written in a config file (secrets keep their ``env:`` reference only)."""
+    if isinstance(value, Secret):
+        return f"env:{value.from_env}" if value.from_env else ""
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_toml_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: to_toml_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_toml_value(v) for v in value]
+    return value
+
+
+def store_path(settings: Settings) -> Path:
+    return Path(settings.store.path).expanduser() if settings.store.path else default_store_path()
+
+
+__all__ = [
+    "ConfigError",
+    "LoadedConfig",
+    "Secret",
+    "Settings",
+    "discover",
+    "format_duration",
+    "iter_fields",
+    "load",
+    "loads",
+    "parse_duration",
+    "plain",
+    "store_path",
+    "to_toml_value",
+]
+
+
+# -- redaction ----------------------------------------------------------------------------------
+
+_SECRET_ENV_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "WEBHOOK")
+
+
+def redact(text: str, settings: Settings | None = None) -> str:
+    """Replace every secret value this process could know with ``***``.
+
+    Covers environment variables whose names look secret, every ``env:`` variable named by a
+    ``Secret`` ever constructed, and literal secrets from the settings.
+    """
+    values = {v for k, v in os.environ.items() if any(h in k.upper() for h in _SECRET_ENV_HINTS)}
+    values |= {os.environ.get(n, "") for n in _SECRET_ENV_NAMES}
+    values |= _LITERAL_SECRETS
+    if settings is not None:
+        values |= {v.reveal() for _, v, _ in iter_fields(settings) if isinstance(v, Secret)}
+    for value in sorted((v for v in values if v and len(v) >= 4), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def render_commented(settings: Settings | None = None) -> str:
+    """A complete, commented TOML file for ``settings`` (default: the built-in defaults).
+
+    Every key is written with its documentation as a comment above it; secrets are written as
+    their ``env:`` reference only. Used by ``mqd config init``.
+    """
+    import tomli_w
+
+    settings = settings or Settings()
+    lines = [
+        "# mqd configuration. Every key is optional; the value shown is the default.",
+        "# Durations: '250ms', '90s', '30m', '1h', '2d'. Money: a decimal string.",
+        "",
+    ]
+
+    def emit_table(obj: Any, name: str) -> None:
+        scalars, tables = [], []
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            (tables if dataclasses.is_dataclass(value) else scalars).append((f, value))
+        if name:
+            doc = (type(obj).__doc__ or "").strip()
+            lines.append(f"# {doc}" if doc else "")
+            lines.append(f"[{name}]")
+        for f, value in scalars:
+            lines.append(f"# {f.metadata.get('doc', '')}")
+            rendered = to_toml_value(value)
+            if isinstance(rendered, dict):
+                if not rendered:
+                    lines.append(f"# [{name + '.' if name else ''}{f.name}] (a table, empty)")
+                    continue
+                lines.append(tomli_w.dumps({f.name: rendered}).strip())
+            else:
+                lines.append(tomli_w.dumps({f.name: rendered}).strip())
+        lines.append("")
+        for f, value in tables:
+            emit_table(value, f"{name}.{f.name}" if name else f.name)
+
+    emit_table(settings, "")
+    return "\n".join(lines).rstrip() + "\n"

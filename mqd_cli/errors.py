@@ -1,0 +1,64 @@
+"""Exit codes and the domain errors that map onto them.
+
+Core modules raise these; the one error boundary in ``app.py`` turns them into a one-line
+``error: ...`` message plus a hint on stderr and the matching exit code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FOUND = 1  # the check found something: drift, invalid orders, a failed doctor check
+    USAGE = 2  # usage or configuration error
+    BROKER = 3  # broker, network or authentication failure
+    STATE = 4  # local state error: store unreadable, migration needed
+    INTERRUPTED = 130
+
+
+class MqdError(Exception):
+    """Base of every error the CLI reports as one line."""
+
+    exit_code: ExitCode = ExitCode.FOUND
+
+    def __init__(self, message: str, hint: str = "", *, exit_code: ExitCode | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def lines(self) -> list[str]:
+        """The lines the error boundary prints (without the ``error:`` prefix)."""
+        return [self.message]
+
+
+class UsageError(MqdError):
+    exit_code = ExitCode.USAGE
+
+
+class NotAvailable(UsageError):
+    """A command group whose issue has not landed yet."""
+
+
+class ConfigError(UsageError):
+    """One or more configuration problems; each is printed on its own line."""
+
+    def __init__(self, problems: list[str], hint: str = ""):
+        self.problems = list(problems)
+        super().__init__(problems[0] if problems else "invalid configuration", hint)
+
+    def lines(self) -> list[str]:
+        return self.problems
+
+
+class StateError(MqdError):
+    exit_code = ExitCode.STATE
+
+
+class BrokerError(MqdError):
+    """Broker, network or authentication failure (exit 3)."""
+
+    exit_code = ExitCode.BROKER
