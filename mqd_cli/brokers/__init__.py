@@ -1,0 +1,1 @@
+"""Brokers: the Broker protocol (base), the simulated exchange (sim), the Alpaca adapter."""
