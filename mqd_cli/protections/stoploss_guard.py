@@ -1,0 +1,106 @@
+"""StoplossGuard: lock after N losing stop exits within the lookback.
+
+A trade counts when it was closed by a stop (stop-loss, trailing stop, liquidation) *and* lost
+money: a trailing stop that locks in a profit is a good exit, not a warning sign. The lock is
+anchored on the exit that made the count reach the limit and ends ``stop_duration`` after it
+(or at ``unlock_at``). Scope: global, per symbol (``only_per_symbol``), per side
+(``only_per_side``), or per symbol and side.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+from mqd_cli.config import StoplossGuardSettings, format_duration
+from mqd_cli.protections.base import (
+    EvalContext,
+    LockRequest,
+    Protection,
+    ProtectionStatus,
+    describe_scope,
+    in_window,
+)
+from mqd_cli.trades import ClosedTrade
+
+Key = tuple[str | None, str | None]  # (symbol, side)
+
+
+class StoplossGuard(Protection):
+    name = "stoploss_guard"
+    settings: StoplossGuardSettings
+
+    def history_needed(self) -> timedelta:
+        return self.settings.lookback + self.lock_span()
+
+    def _key(self, trade: ClosedTrade) -> Key:
+        s = self.settings
+        return (
+            trade.symbol if s.only_per_symbol else None,
+            trade.side if s.only_per_side else None,
+        )
+
+    def _groups(self, trades: list[ClosedTrade]) -> dict[Key, list[ClosedTrade]]:
+        groups: dict[Key, list[ClosedTrade]] = defaultdict(list)
+        for t in trades:
+            if t.is_stop_exit and t.is_loss:
+                groups[self._key(t)].append(t)
+        return groups
+
+    def evaluate(self, ctx: EvalContext) -> list[LockRequest]:
+        s = self.settings
+        out = []
+        for (symbol, side), stops in self._groups(ctx.trades).items():
+            # The latest exit that brought the count within its own window to the limit.
+            for anchor in reversed(stops):
+                window = [t for t in stops if in_window(t, anchor.closed_at, s.lookback)]
+                if len(window) < s.trade_limit:
+                    continue
+                end = self.end_for(anchor.closed_at)
+                if end > ctx.now:
+                    lookback = format_duration(s.lookback)
+                    out.append(
+                        LockRequest(
+                            protection=self.name,
+                            symbol=symbol,
+                            side=side,
+                            reason=(
+                                f"{len(window)} stop-loss exits in {lookback} "
+                                f"(limit {s.trade_limit}) on {describe_scope(symbol, side)}; "
+                                f"locked {self.until_text()}"
+                            ),
+                            end=end,
+                            anchor=anchor.closed_at,
+                            evidence={
+                                "trade_ids": [t.trade_id for t in window],
+                                "count": len(window),
+                                "trade_limit": s.trade_limit,
+                                "lookback": lookback,
+                                "last_exit": anchor.closed_at.isoformat(),
+                            },
+                        )
+                    )
+                break
+        return out
+
+    def status(self, ctx: EvalContext) -> ProtectionStatus:
+        s = self.settings
+        worst: tuple[int, Key] = (0, (None, None))
+        for key, stops in self._groups(ctx.trades).items():
+            n = sum(1 for t in stops if in_window(t, ctx.now, s.lookback))
+            worst = max(worst, (n, key), key=lambda w: w[0])
+        count, (symbol, side) = worst
+        where = "" if (symbol, side) == (None, None) else f" on {describe_scope(symbol, side)}"
+        return ProtectionStatus(
+            name=self.name,
+            enabled=self.enabled,
+            config=self.config_doc(),
+            measure=(
+                f"{count} of {s.trade_limit} stop-losses in the last "
+                f"{format_duration(s.lookback)}{where}"
+            ),
+            value=Decimal(count),
+            threshold=Decimal(s.trade_limit),
+            tripped=count >= s.trade_limit,
+        )
