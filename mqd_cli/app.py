@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-import traceback
 from typing import Annotated
 
 import typer
@@ -20,19 +19,16 @@ from mqd_cli.errors import ExitCode, MqdError
 
 # Command modules, in the order `mqd --help` lists them; each exposes register(app).
 COMMAND_MODULES = (
-    "run", "backtest", "reconcile", "stream", "symbols", "protections", "throttle", "sim",
-    "config", "doctor",
-)
-
-app = typer.Typer(
-    name="mqd",
-    help="mqd: operate an Alpaca trading system from the terminal and from cron.\n\n"
-    "Example: mqd run --config config.example.toml",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    "run",
+    "backtest",
+    "reconcile",
+    "stream",
+    "symbols",
+    "protections",
+    "throttle",
+    "sim",
+    "config",
+    "doctor",
 )
 
 
@@ -42,7 +38,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def root(
     version: Annotated[
         bool,
@@ -53,6 +48,8 @@ def root(
 
 
 def _report(exc: MqdError, verbose: bool) -> None:
+    import traceback
+
     from mqd_cli.config import redact
 
     if verbose:
@@ -81,6 +78,8 @@ def _guard(fn):
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: one line, the traceback only with --verbose
+            import traceback
+
             from mqd_cli.config import redact
 
             if verbose:
@@ -103,15 +102,114 @@ def _guard_all(typer_app: typer.Typer) -> None:
             _guard_all(group.typer_instance)
 
 
-def build_app() -> typer.Typer:
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"mqd_cli.commands.{name}").register(app)
-    _guard_all(app)
-    return app
+def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
+    """The root app with the commands of ``modules`` registered, every callback guarded."""
+    root_app = typer.Typer(
+        name="mqd",
+        help="mqd: operate an Alpaca trading system from the terminal and from cron.\n\n"
+        "Example: mqd run --config config.example.toml",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    root_app.callback()(root)
+    for name in modules:
+        importlib.import_module(f"mqd_cli.commands.{name}").register(root_app)
+    _guard_all(root_app)
+    return root_app
 
 
-build_app()
+app = build_app()
+
+
+def _defer_unset_coercion(command) -> None:
+    """Skip typer's pydantic-backed coercion for options that were not given.
+
+    typer builds a pydantic TypeAdapter for a parameter the first time it processes a value,
+    even ``None`` (an option left out, or the implicit ``--help`` flag), and importing pydantic
+    costs more than all of typer. Coercing ``None`` is the identity, so an unset option keeps
+    its ``None`` without it; a given value goes through typer's own coercion unchanged. Only
+    private typer attributes are touched, and only when they exist: a typer without them just
+    runs as it is. bench/startup.py measures the difference.
+    """
+    try:
+        from typer._coercion import build_runtime_param
+    except ImportError:
+        return
+
+    class _UnsetFastPath:
+        def coerce(self, value, param, ctx):
+            if value is None and not (param.multiple or param.nargs == -1):
+                return None
+            param._runtime_param = build_runtime_param(param.type_descriptor)
+            return param._runtime_param.coerce(value, param=param, ctx=ctx)
+
+    fast = _UnsetFastPath()
+
+    def install(param) -> None:
+        if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+            param._runtime_param = fast
+
+    def help_option_of(cmd):
+        original = cmd.get_help_option
+
+        def get_help_option(ctx):
+            option = original(ctx)
+            if option is not None:
+                install(option)
+            return option
+
+        return get_help_option
+
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            install(param)
+        if hasattr(cmd, "get_help_option"):
+            cmd.get_help_option = help_option_of(cmd)
+
+
+def _command_for(argv: list[str]):
+    """The click command tree ``argv`` needs.
+
+    typer turns every registered command into a click command before parsing, which costs more
+    the more commands there are; ``mqd config show`` only needs the ``config`` module. The root
+    takes no options other than eager ones (--version, --help), so the first word that is not an
+    option names the command. Anything else (root help, a typo) gets the whole app.
+    """
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None and "--version" in argv and not {"-h", "--help"} & set(argv):
+        return typer.main.get_command(build_app(()))  # eager: no command is ever reached
+    if first in COMMAND_MODULES:
+        command = typer.main.get_command(build_app((first,)))
+        if first in getattr(command, "commands", {}):
+            return command
+    return typer.main.get_command(app)
 
 
 def main() -> None:
-    app()
+    """The console script: ``app``, built and parsed only as far as the command line needs."""
+    command = _command_for(sys.argv[1:])
+    _defer_unset_coercion(command)
+    command(prog_name="mqd")
+
+
+def walk_commands():
+    """Every registered command as ``(path, click command, is_leaf)``, e.g. ``("config show",
+    <Command>, True)``, depth first in ``mqd --help`` order. Tests and docs iterate this, so
+    commands added later are covered automatically."""
+    root = typer.main.get_command(app)
+
+    def walk(cmd, prefix):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            path = f"{prefix} {name}".strip()
+            children = getattr(sub, "commands", None)
+            yield path, sub, children is None
+            if children is not None:
+                yield from walk(sub, path)
+
+    return list(walk(root, ""))

@@ -8,14 +8,19 @@ live and in a backtest.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported inside the async methods: commands that never wait (config, status)
+# should not pay for it at start-up.
 
 
 class ClockError(ValueError):
@@ -118,6 +123,8 @@ class RealTimeClock:
             time.sleep(remaining)
 
     async def sleep_async(self, seconds: float) -> None:
+        import asyncio
+
         await asyncio.sleep(max(0.0, seconds))
         self.fire_due()
 
@@ -125,10 +132,15 @@ class RealTimeClock:
 class BacktestClock:
     """Simulated time: moves only when told to (``advance``/``advance_to``) or when a caller sleeps.
 
-    Async sleepers wait on futures; the earliest sleeper advances the clock to its own deadline
-    once the other ready tasks have had a chance to run, so concurrent waiters wake in deadline
-    order without any real waiting.
+    Async sleepers wait on futures. One driver task per event loop advances the clock to the
+    earliest sleeper's deadline once the other ready tasks have had a chance to run (and to
+    register their own sleeps), so concurrent waiters wake in (deadline, call order) without
+    any real waiting, and a sleeper never stalls because an earlier one finished.
     """
+
+    # Event-loop turns the driver yields before it moves time: lets woken tasks run their
+    # synchronous work and register their next sleep first.
+    SETTLE_TURNS = 8
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = _require_aware(start) if start else datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
@@ -136,6 +148,7 @@ class BacktestClock:
         self._timers = _TimerHeap()
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
 
     def now(self) -> datetime:
         return self._now
@@ -195,16 +208,24 @@ class BacktestClock:
         self.advance(max(0.0, seconds))
 
     async def sleep_async(self, seconds: float) -> None:
+        import asyncio
+
         deadline = self._now + timedelta(seconds=max(0.0, seconds))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
-        # Let the other ready tasks run (and register their own sleeps) before time jumps.
-        for _ in range(8):
-            await asyncio.sleep(0)
-            if fut.done():
-                return
-        while self._sleepers and self._sleepers[0][2].done():
-            heapq.heappop(self._sleepers)  # a cancelled sleeper must not stall the others
-        if self._sleepers and self._sleepers[0][2] is fut:
-            self.advance_to(deadline)
+        if self._driver is None or self._driver.done() or self._driver.get_loop() is not loop:
+            self._driver = loop.create_task(self._drive(), name="BacktestClock driver")
         await fut
+
+    async def _drive(self) -> None:
+        import asyncio
+
+        while True:
+            for _ in range(self.SETTLE_TURNS):
+                await asyncio.sleep(0)
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)  # a cancelled sleeper must not stall the others
+            if not self._sleepers:
+                return
+            self.advance_to(max(self._now, self._sleepers[0][0]))

@@ -9,10 +9,8 @@ number) with its TOML path, and raises one ``ConfigError`` holding all of them.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -89,18 +87,30 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION_RE.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(f"expected a duration like '90s', '30m', '1h' or '2d', got {text!r}")
-    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    try:
+        return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    except OverflowError:
+        raise ValueError(f"duration {text!r} is too long") from None
+
+
+_UNIT_MICROS = (
+    ("d", 86_400_000_000),
+    ("h", 3_600_000_000),
+    ("m", 60_000_000),
+    ("s", 1_000_000),
+    ("ms", 1_000),
+)
 
 
 def format_duration(td: timedelta) -> str:
-    secs = td.total_seconds()
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if secs >= size and secs % size == 0:
-            return f"{int(secs // size)}{unit}"
-    if secs and secs < 1:
-        return f"{round(secs * 1000)}ms"
-    return f"{secs:g}s"
+    """The largest whole unit (``"1h"``, ``"90s"``, ``"250ms"``); exact, so it parses back."""
+    micros = td // timedelta(microseconds=1)
+    if micros == 0:
+        return "0s"
+    for unit, size in _UNIT_MICROS:
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    return f"{micros / 1_000_000}s"
 
 
 def setting(default: Any, doc: str, *, min: Any = None, max: Any = None, secret: bool = False):
@@ -163,14 +173,23 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class RateLimitSettings:
-    """[throttle.limits.NAME] One named request budget."""
+    """[throttle.limits.NAME] One named request budget (a preset override or a new limit)."""
 
-    limit: int = setting(200, "Requests (weight units) allowed per window.", min=1, max=1_000_000)
+    limit: int = setting(
+        0,
+        "Requests (weight units) allowed per window; 0 = keep the preset. Default 0.",
+        min=0,
+        max=1_000_000,
+    )
     window: timedelta = setting(
-        timedelta(minutes=1),
-        "Length of the sliding window. Default 1m.",
-        min=timedelta(milliseconds=1),
+        timedelta(0),
+        "Length of the sliding window; '0s' = keep the preset. Default 0s.",
+        min=timedelta(0),
         max=timedelta(days=1),
+    )
+    pools: list[str] = setting(
+        [],
+        "Other limits every call of this one also draws on (added to the preset's pools).",
     )
 
 
@@ -187,14 +206,36 @@ class ThrottleSettings:
         min=0.0,
         max=0.5,
     )
+    backoff_base: timedelta = setting(
+        timedelta(milliseconds=500),
+        "First retry delay after a 5xx/network error or a repeated 429; doubles per attempt."
+        " Default 500ms.",
+        min=timedelta(milliseconds=1),
+        max=timedelta(minutes=1),
+    )
     max_backoff: timedelta = setting(
         timedelta(seconds=60),
         "Upper bound of the exponential backoff after repeated 429/5xx. Default 60s.",
         min=timedelta(seconds=1),
         max=timedelta(hours=1),
     )
+    max_attempts: int = setting(
+        5,
+        "Attempts of one idempotent request (first try included) before giving up. Default 5.",
+        min=1,
+        max=100,
+    )
+    send_guard: timedelta = setting(
+        timedelta(milliseconds=5),
+        "Extra time each send stays counted after its window: covers the varying delay between"
+        " a slot and the request leaving. Default 5ms.",
+        min=timedelta(0),
+        max=timedelta(seconds=1),
+    )
     limits: dict[str, RateLimitSettings] = setting(
-        {}, "Overrides of the presets (alpaca_trading, alpaca_data, ...) or extra limits."
+        {},
+        "Overrides of the presets (alpaca_trading, alpaca_data, polygon, finnhub,"
+        " finnhub_burst, discord, discord_global) or extra limits.",
     )
 
 
@@ -203,41 +244,85 @@ class RiskSettings:
     """[risk] Pre-trade risk gate limits (money in account currency)."""
 
     max_order_notional: Decimal = setting(
-        Decimal("10000"), "Largest single order value. Default 10000.", min=Decimal(0)
+        Decimal("10000"),
+        "Largest single order value (0 = no limit). Default 10000.",
+        min=Decimal(0),
     )
     max_position_notional: Decimal = setting(
-        Decimal("25000"), "Largest position value per symbol. Default 25000.", min=Decimal(0)
+        Decimal("25000"),
+        "Largest position value per symbol, after the order (0 = no limit). Default 25000.",
+        min=Decimal(0),
     )
     max_gross_exposure: Decimal = setting(
         Decimal("100000"),
-        "Largest sum of absolute position values. Default 100000.",
+        "Largest sum of absolute position values, after the order (0 = no limit). Default 100000.",
         min=Decimal(0),
     )
-    max_open_orders: int = setting(20, "Most open orders at once. Default 20.", min=0, max=10_000)
-    check_buying_power: bool = setting(True, "Refuse buys the account cannot pay for.")
-    allowed_symbols: list[str] = setting([], "Only these symbols may trade (empty = any).")
-    kill_switch_file: str = setting(
-        "", "If this file exists, the gate halts all new orders (empty = off)."
+    max_open_orders: int = setting(
+        20,
+        "Most open orders at once, this one included (0 = no limit). Default 20.",
+        min=0,
+        max=10_000,
     )
+    check_buying_power: bool = setting(True, "Refuse buys the account cannot pay for.")
+    allowed_symbols: list[str] = setting(
+        [], "Only these symbols may open or grow positions (empty = any). Exits always pass."
+    )
+    kill_switch_file: str = setting(
+        "",
+        "If this file exists, the gate halts all orders until restart (empty = off)."
+        " Example: '~/mqd.halt'; `touch` it to stop trading at once.",
+    )
+
+
+_UNLOCK_AT_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_UNLOCK_AT_DOC = (
+    "End the lock at this HH:MM New York time on the next trading day instead of after "
+    "stop_duration (empty = use stop_duration)."
+)
+
+
+def _check_unlock_at(value: str, path: str) -> None:
+    """Strict HH:MM for the protections' unlock_at (the generic schema only checks the type)."""
+    if value and not _UNLOCK_AT_RE.match(value):
+        raise ConfigError(
+            [f"{path}: expected HH:MM (24-hour, New York time) like '09:25', got {value!r}"],
+            "use a time like '09:25', or leave it empty to use stop_duration",
+        )
 
 
 @dataclass(frozen=True)
 class StoplossGuardSettings:
-    """[protections.stoploss_guard] Lock after repeated stop-loss exits."""
+    """[protections.stoploss_guard] Lock after repeated losing stop exits."""
 
     enabled: bool = setting(True, "Turn this protection on.")
-    trade_limit: int = setting(3, "Stop-loss exits within the lookback that trip it.", min=1)
+    trade_limit: int = setting(
+        3,
+        "Losing stop exits (stop-loss, trailing stop, liquidation) within the lookback that "
+        "trip it. Default 3.",
+        min=1,
+        max=10_000,
+    )
     lookback: timedelta = setting(
-        timedelta(hours=1), "Window counted back from now. Default 1h.", min=timedelta(0)
+        timedelta(hours=1),
+        "Window the exits are counted in. Default 1h.",
+        min=timedelta(seconds=1),
     )
     stop_duration: timedelta = setting(
-        timedelta(hours=1), "Lock length after the last exit. Default 1h.", min=timedelta(0)
+        timedelta(hours=1),
+        "Lock length after the exit that tripped it. Default 1h.",
+        min=timedelta(seconds=1),
     )
-    only_per_symbol: bool = setting(False, "Lock only the symbol that hit the limit.")
-    only_per_side: bool = setting(False, "Lock only the side (long/short) that hit the limit.")
-    unlock_at: str = setting(
-        "", "Instead of stop_duration: end the lock at HH:MM New York time, next trading day."
+    only_per_symbol: bool = setting(
+        False, "Count and lock per symbol (false = count all symbols, lock everything)."
     )
+    only_per_side: bool = setting(
+        False, "Count and lock per side (long/short) instead of both sides."
+    )
+    unlock_at: str = setting("", _UNLOCK_AT_DOC)
+
+    def __post_init__(self) -> None:
+        _check_unlock_at(self.unlock_at, "protections.stoploss_guard.unlock_at")
 
 
 @dataclass(frozen=True)
@@ -246,54 +331,86 @@ class MaxDrawdownSettings:
 
     enabled: bool = setting(True, "Turn this protection on.")
     max_drawdown: float = setting(
-        0.15, "Peak-to-trough equity drop (0.15 = 15 %) that trips it.", min=0.0, max=1.0
+        0.15,
+        "Peak-to-trough equity drop (0.15 = 15 %) within the lookback that trips it. Default 0.15.",
+        min=0.001,
+        max=1.0,
     )
     lookback: timedelta = setting(
-        timedelta(days=2), "Equity window. Default 2d.", min=timedelta(0)
+        timedelta(days=2), "Equity window. Default 2d.", min=timedelta(seconds=1)
     )
     stop_duration: timedelta = setting(
-        timedelta(hours=24), "Lock length. Default 24h.", min=timedelta(0)
+        timedelta(hours=24),
+        "Lock length after the trough. Default 24h.",
+        min=timedelta(seconds=1),
     )
     starting_equity: Decimal = setting(
         Decimal("100000"),
-        "Equity before the first trade when the broker's equity is not used. Default 100000.",
-        min=Decimal(0),
+        "Account equity before the first closed trade; used when no broker equity sample is "
+        "stored (backtest, status from another process). Default 100000.",
+        min=Decimal("0.01"),
     )
-    unlock_at: str = setting("", "End the lock at HH:MM New York time, next trading day.")
+    unlock_at: str = setting("", _UNLOCK_AT_DOC)
+
+    def __post_init__(self) -> None:
+        _check_unlock_at(self.unlock_at, "protections.max_drawdown.unlock_at")
 
 
 @dataclass(frozen=True)
 class CooldownSettings:
-    """[protections.cooldown] Pause after a large loss."""
+    """[protections.cooldown] Pause after a large losing trade."""
 
     enabled: bool = setting(True, "Turn this protection on.")
     loss_threshold: Decimal = setting(
-        Decimal("500"), "Loss of one trade (>=) that starts the pause. Default 500.", min=0
+        Decimal("500"),
+        "Loss of one trade, after fees, that starts the pause (>=). Default 500.",
+        min=Decimal(0),
     )
-    after_any_exit: bool = setting(False, "Pause after every exit, not only large losses.")
+    after_any_exit: bool = setting(
+        False, "Pause after every exit, whatever its result (ignores loss_threshold)."
+    )
     stop_duration: timedelta = setting(
-        timedelta(minutes=30), "Pause length. Default 30m.", min=timedelta(0)
+        timedelta(minutes=30),
+        "Pause length after the exit. Default 30m.",
+        min=timedelta(seconds=1),
     )
-    only_per_symbol: bool = setting(True, "Pause only the symbol (false = everything).")
-    unlock_at: str = setting("", "End the pause at HH:MM New York time, next trading day.")
+    only_per_symbol: bool = setting(True, "Pause only that symbol (false = every symbol).")
+    unlock_at: str = setting("", _UNLOCK_AT_DOC)
+
+    def __post_init__(self) -> None:
+        _check_unlock_at(self.unlock_at, "protections.cooldown.unlock_at")
 
 
 @dataclass(frozen=True)
 class LowProfitSettings:
-    """[protections.low_profit] Lock symbols that keep making too little."""
+    """[protections.low_profit] Lock symbols whose recent trades make too little."""
 
     enabled: bool = setting(False, "Turn this protection on.")
-    trade_limit: int = setting(4, "Trades within the lookback before it judges.", min=1)
+    trade_limit: int = setting(
+        4,
+        "Trades of the symbol within the lookback before it judges. Default 4.",
+        min=1,
+        max=10_000,
+    )
     lookback: timedelta = setting(
-        timedelta(days=1), "Window. Default 1d.", min=timedelta(0)
+        timedelta(days=1), "Window. Default 1d.", min=timedelta(seconds=1)
     )
     required_profit: float = setting(
-        0.0, "Stake-weighted profit ratio required (0.0 = break even).", min=-1.0, max=10.0
+        0.0,
+        "Stake-weighted profit ratio (sum of PnL / sum of stakes) required; 0.0 = break even, "
+        "0.01 = 1 %. Default 0.0.",
+        min=-1.0,
+        max=10.0,
     )
     stop_duration: timedelta = setting(
-        timedelta(hours=1), "Lock length. Default 1h.", min=timedelta(0)
+        timedelta(hours=1),
+        "Lock length after the trade that tripped it. Default 1h.",
+        min=timedelta(seconds=1),
     )
-    unlock_at: str = setting("", "End the lock at HH:MM New York time, next trading day.")
+    unlock_at: str = setting("", _UNLOCK_AT_DOC)
+
+    def __post_init__(self) -> None:
+        _check_unlock_at(self.unlock_at, "protections.low_profit.unlock_at")
 
 
 @dataclass(frozen=True)
@@ -304,6 +421,7 @@ class ProtectionsSettings:
         timedelta(minutes=1),
         "How often locks are re-evaluated without a new trade. Default 1m.",
         min=timedelta(seconds=1),
+        max=timedelta(hours=1),
     )
     stoploss_guard: StoplossGuardSettings = table(StoplossGuardSettings)
     max_drawdown: MaxDrawdownSettings = table(MaxDrawdownSettings)
@@ -322,7 +440,11 @@ class StrategySettings:
     timeframe: timedelta = setting(
         timedelta(minutes=1), "Bar length. Default 1m.", min=timedelta(seconds=1)
     )
-    params: dict[str, Any] = setting({}, "Strategy parameters, passed as given.")
+    params: dict[str, Any] = setting(
+        {},
+        "Strategy parameters, validated against the strategy's own list"
+        " (sma_cross: fast, slow, qty or notional, stop_loss_pct, take_profit_pct, allow_short).",
+    )
 
 
 @dataclass(frozen=True)
@@ -333,7 +455,8 @@ class DiscordSettings:
         Secret(""), "Webhook URL (holds a token: never printed). Empty = off.", secret=True
     )
     events: list[str] = setting(
-        ["fill", "protection", "reconcile", "error"], "Which events are posted."
+        ["fill", "protection", "reconcile", "error"],
+        "Which events are posted: fill, order, risk, protection, reconcile, error, start, stop.",
     )
     username: str = setting("mqd", "Name the alerts are posted under.")
 
@@ -360,16 +483,122 @@ class SimSettings:
         0.1, "Chance an order fills in parts (Alpaca paper: about 0.1).", min=0.0, max=1.0
     )
     liquidity: Decimal = setting(
-        Decimal("1000"), "Most shares filled per order per price tick. Default 1000.", min=0
+        Decimal("1000"),
+        "Most shares filled per order per price bar (0 = unlimited). Default 1000.",
+        min=0,
     )
     fee_per_share: Decimal = setting(Decimal("0"), "Commission per share.", min=Decimal(0))
     slippage_bps: Decimal = setting(
         Decimal("0"), "Adverse slippage of market fills, basis points.", min=Decimal(0)
     )
-    price_csv: str = setting("", "Replay prices from this CSV instead of the random walk.")
+    price_csv: str = setting(
+        "",
+        "Replay prices from this CSV (timestamp,open,high,low,close,volume[,symbol]) instead of "
+        "the random walk; symbols missing from the file keep the random walk.",
+    )
+    bar_interval: timedelta = setting(
+        timedelta(minutes=1),
+        "Bar length of the synthetic random walk; orders are matched bar by bar. Default 1m.",
+        min=timedelta(seconds=1),
+        max=timedelta(days=1),
+    )
+    market_hours: Literal["always", "nyse"] = setting(
+        "always",
+        'When equities trade: "always" (24/7, so the offline demo works at any hour; day '
+        'orders never expire) or "nyse" (regular session, NYSE holidays, day orders expire '
+        "at the close, orders off-hours wait as accepted). Crypto always trades 24/7.",
+    )
+    multiplier: int = setting(
+        2,
+        "Account margin multiplier: 1 = cash account (buying power = cash, no shorting), "
+        "2 = Reg T margin like Alpaca paper, 4 = day-trading margin. Default 2.",
+        min=1,
+        max=4,
+    )
+    universe_size: int = setting(
+        0,
+        "Assets the sim lists: 0 = the small built-in universe, N = a generated universe of N "
+        "assets (the built-in ones first), for sync and load tests.",
+        min=0,
+        max=200_000,
+    )
     api_key_id: str = setting("mqd-sim-key", "Key id `mqd sim serve` accepts.")
     api_secret_key: str = setting(
         "mqd-sim-secret", "Secret `mqd sim serve` accepts (a local test value, not a credential)."
+    )
+
+
+@dataclass(frozen=True)
+class SymbolsSettings:
+    """[symbols] Symbol properties synced from the broker's asset list."""
+
+    stale_after: timedelta = setting(
+        timedelta(days=1),
+        "Age of the last `mqd symbols sync` past which commands warn that the properties are"
+        " stale. Default 1d.",
+        min=timedelta(minutes=1),
+        max=timedelta(days=365),
+    )
+    nominal_qty: Decimal = setting(
+        Decimal("1"),
+        "Order size (shares or coins) `mqd symbols validate` checks for each strategy symbol"
+        " when no FILE is given. Default 1.",
+        min=Decimal("0.000000001"),
+    )
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """[stream] The trade_updates stream client."""
+
+    heartbeat_interval: timedelta = setting(
+        timedelta(seconds=10),
+        "Ping interval of the watchdog. Default 10s.",
+        min=timedelta(milliseconds=50),
+        max=timedelta(minutes=5),
+    )
+    heartbeat_timeout: timedelta = setting(
+        timedelta(seconds=10),
+        "A pong later than this reconnects the socket. Default 10s.",
+        min=timedelta(milliseconds=50),
+        max=timedelta(minutes=5),
+    )
+    reply_timeout: timedelta = setting(
+        timedelta(seconds=10),
+        "Wait for the authorization and listening replies. Default 10s.",
+        min=timedelta(milliseconds=50),
+        max=timedelta(minutes=5),
+    )
+    backoff_initial: timedelta = setting(
+        timedelta(seconds=1),
+        "First reconnect delay (doubles, with jitter). Default 1s.",
+        min=timedelta(0),
+        max=timedelta(minutes=5),
+    )
+    backoff_max: timedelta = setting(
+        timedelta(seconds=30),
+        "Longest reconnect delay. Default 30s.",
+        min=timedelta(0),
+        max=timedelta(hours=1),
+    )
+    backoff_429: timedelta = setting(
+        timedelta(seconds=15),
+        "Reconnect delay floor after a 429 handshake (a stale connection lingers ~90s). "
+        "Default 15s.",
+        min=timedelta(0),
+        max=timedelta(hours=1),
+    )
+    lease_ttl: timedelta = setting(
+        timedelta(seconds=30),
+        "The stream lease dies this long after the holder's last heartbeat. Default 30s.",
+        min=timedelta(seconds=1),
+        max=timedelta(hours=1),
+    )
+    gap_fill_margin: timedelta = setting(
+        timedelta(seconds=2),
+        "Look back this much before the last event on gap fill.",
+        min=timedelta(0),
+        max=timedelta(hours=1),
     )
 
 
@@ -388,6 +617,8 @@ class Settings:
     strategy: StrategySettings = table(StrategySettings)
     notify: NotifySettings = table(NotifySettings)
     sim: SimSettings = table(SimSettings)
+    stream: StreamSettings = table(StreamSettings)
+    symbols: SymbolsSettings = table(SymbolsSettings)
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -449,6 +680,8 @@ def load(cli_path: str | Path | None = None) -> LoadedConfig:
 
 
 def loads(text: str, *, path: Path | None = None, origin: str = "string") -> LoadedConfig:
+    import tomllib
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -515,7 +748,7 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, problems: list[str]) ->
     """Convert one TOML value to ``tp``; append a problem and return None when it does not fit."""
     bad = f"{path}: expected {_type_name(tp)}, got {_show(value)}"
     if meta.get("secret"):
-        bad = f"{path}: expected {_type_name(tp)}, got a {type(value).__name__}"
+        bad = f"{path}: expected {_type_name(tp)}, got a value of type {type(value).__name__}"
     try:
         if tp is Secret:
             if not isinstance(value, str):  # never coerce: a key of digits stays a string
@@ -558,6 +791,8 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, problems: list[str]) ->
         elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             if value not in choices:
+                import difflib
+
                 near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 problems.append(f"{bad}{hint}")
@@ -577,9 +812,7 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, problems: list[str]) ->
                 raise TypeError
             if item is Any:
                 return dict(value)
-            return {
-                k: _convert(item, v, f"{path}.{k}", {}, problems) for k, v in value.items()
-            }
+            return {k: _convert(item, v, f"{path}.{k}", {}, problems) for k, v in value.items()}
         elif dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise TypeError
@@ -614,6 +847,8 @@ def _build(cls: type, data: dict, prefix: str, problems: list[str], explicit: se
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in fields:
+            import difflib
+
             near = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
             hint = f" (did you mean '{prefix}{near[0]}'?)" if near else ""
             known = ", ".join(sorted(fields))

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mqd_cli.clock import BacktestClock, Clock, RealTimeClock
 from mqd_cli.config import LoadedConfig, Settings, load, store_path
-from mqd_cli.store import Store
+
+if TYPE_CHECKING:
+    from mqd_cli.clock import Clock
+    from mqd_cli.store import Store
+    from mqd_cli.symbols import SymbolBook
 
 
 class Services:
-    def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None,
-                 loaded: LoadedConfig | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        loaded: LoadedConfig | None = None,
+    ):
         self.loaded = loaded
-        self.settings = settings if settings is not None else (
-            loaded.settings if loaded else Settings()
+        self.settings = (
+            settings if settings is not None else (loaded.settings if loaded else Settings())
         )
         self._clock = clock
 
@@ -32,10 +41,14 @@ class Services:
 
     @cached_property
     def clock(self) -> Clock:
+        from mqd_cli.clock import RealTimeClock
+
         return self._clock if self._clock is not None else RealTimeClock()
 
     @property
     def is_backtest(self) -> bool:
+        from mqd_cli.clock import BacktestClock
+
         return isinstance(self.clock, BacktestClock)
 
     @cached_property
@@ -44,12 +57,63 @@ class Services:
 
     @cached_property
     def store(self) -> Store:
+        from mqd_cli.store import Store
+
         return Store.open(
             self.store_path,
             busy_timeout_ms=int(self.settings.store.busy_timeout.total_seconds() * 1000),
         )
 
+    @cached_property
+    def throttler(self):
+        """The Throttler every outbound request goes through (budget shared via the store)."""
+        from mqd_cli.throttle import build
+
+        return build(self)
+
+    @cached_property
+    def notifier(self):
+        """DiscordNotifier from [notify.discord]; disabled (no network) without a webhook."""
+        from mqd_cli.notify import build
+
+        return build(self)
+
+    @cached_property
+    def protections(self):
+        """ProtectionManager over the store; the run loop sets ``.notify`` and calls ``start()``."""
+        from mqd_cli.protections.manager import ProtectionManager
+
+        return ProtectionManager(self.settings.protections, self.store, self.clock)
+
+    @cached_property
+    def symbols(self) -> SymbolBook:
+        """Symbol properties over the store (cache loaded on first lookup)."""
+        from mqd_cli.symbols import SymbolBook
+
+        return SymbolBook(self.store, self.clock, stale_after=self.settings.symbols.stale_after)
+
+    @cached_property
+    def tracker(self):
+        """OrderTracker restored from the store's journal (strategy from [strategy] name)."""
+        from mqd_cli.orders import OrderTracker
+
+        return OrderTracker.restore(self.store, self.clock, strategy=self.settings.strategy.name)
+
+    @cached_property
+    def broker(self):
+        """The Broker: SimBroker (in-memory, seeded from [sim], on this clock) for
+        ``broker = "sim"``, the alpaca-py adapter for ``broker = "alpaca"``."""
+        if self.settings.broker == "alpaca":
+            from mqd_cli.brokers import alpaca
+
+            return alpaca.build(self)
+        from mqd_cli.brokers.sim import SimBroker
+
+        return SimBroker(self.settings.sim, self.clock)
+
     def close(self) -> None:
-        """Close what was built (only what was built)."""
+        """Close what was built (only what was built): the broker's session before the store."""
+        if "broker" in self.__dict__:
+            self.broker.close()
         if "store" in self.__dict__:
             self.store.close()

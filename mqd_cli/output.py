@@ -43,8 +43,13 @@ def to_jsonable(value: Any) -> Any:
 
 
 class Output:
-    def __init__(self, json_mode: bool = False, verbose: bool = False,
-                 stdout: TextIO | None = None, stderr: TextIO | None = None):
+    def __init__(
+        self,
+        json_mode: bool = False,
+        verbose: bool = False,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ):
         self.json_mode = json_mode
         self.verbose = verbose
         self._stdout = stdout
@@ -78,9 +83,14 @@ class Output:
 
         return Console(file=self.stdout, highlight=False, soft_wrap=True)
 
-    def table(self, title: str | None, columns: Sequence[str],
-              rows: Iterable[Sequence[Any]], *, styles: Sequence[str | None] | None = None
-              ) -> None:
+    def table(
+        self,
+        title: str | None,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        styles: Sequence[str | None] | None = None,
+    ) -> None:
         from rich.table import Table
 
         t = Table(title=title, title_justify="left", header_style="bold")

@@ -2,6 +2,9 @@
 
 Declare ``config``, ``json_out`` and ``verbose`` on each leaf so ``mqd X Y --json`` works after
 the command name; ``cli(config, json_out, verbose)`` loads settings and builds the services.
+
+This module is imported by every command module when the app is built, so it imports nothing
+heavy at module level: ``mqd --help`` must not pay for the config schema, the clock or the store.
 """
 
 from __future__ import annotations
@@ -10,22 +13,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mqd_cli.factory import Services
-from mqd_cli.output import Output
+if TYPE_CHECKING:
+    from mqd_cli.config import Settings
+    from mqd_cli.factory import Services
+    from mqd_cli.output import Output
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $MQD_CONFIG, then the user "
-                 "config dir, then built-in defaults).", show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $MQD_CONFIG, then the user "
+        "config dir, then built-in defaults).",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show debug messages and tracebacks.")
 ]
+
+DEFAULTS_NOTE = (
+    'note: no config file found; using built-in defaults (broker = "sim"). '
+    "Create one with `mqd config init`."
+)
 
 
 @dataclass
@@ -34,21 +49,31 @@ class Cli:
     out: Output
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         return self.services.settings
 
 
 @contextmanager
-def cli(config: Path | None, json_out: bool = False, verbose: bool = False,
-        *, announce_defaults: bool = True) -> Iterator[Cli]:
-    """Load the configuration, build the services lazily, close them afterwards."""
+def cli(
+    config: Path | None,
+    json_out: bool = False,
+    verbose: bool = False,
+    *,
+    announce_defaults: bool = True,
+) -> Iterator[Cli]:
+    """Load the configuration, build the services lazily, close them afterwards.
+
+    When no config file exists the built-in defaults apply and a note says so on stderr.
+    """
+    from mqd_cli.factory import Services
+    from mqd_cli.output import Output
+
     out = Output(json_mode=json_out, verbose=verbose)
     services = Services.from_config(config)
     loaded = services.loaded
     if loaded is not None:
         if loaded.path is None and announce_defaults:
-            out.info("note: no config file found; using built-in defaults (broker = \"sim\"). "
-                     "Create one with `mqd config init`.")
+            out.info(DEFAULTS_NOTE)
         elif loaded.path is not None:
             out.debug(f"config: {loaded.path} (from {loaded.origin})")
     try:

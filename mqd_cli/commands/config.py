@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
-from mqd_cli import config as cfg
 from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
-from mqd_cli.errors import ExitCode, UsageError
+from mqd_cli.errors import ConfigError, ExitCode, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -26,10 +26,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a commented starting config (the user config dir, or --config PATH).
 
-        Refuses to overwrite an existing file unless --force. Prints the path.
+        Every key is written with its default and a comment giving its unit and meaning;
+        secrets are written as env:NAME references only. Refuses to overwrite an existing
+        file unless --force. Prints the path. Exit codes: 0 written, 2 file exists.
 
         Example: mqd config init
         """
+        from mqd_cli import config as cfg
+        from mqd_cli.output import Output
+
+        out = Output(json_mode=json_out, verbose=verbose)
         path = config or cfg.default_config_path()
         if path.exists() and not force:
             raise UsageError(f"{path} already exists", "pass --force to overwrite it")
@@ -39,58 +45,89 @@ def register(app: typer.Typer) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
+        env = os.environ.get(cfg.ENV_CONFIG)
+        if config is None and env:
+            out.warn(f"${cfg.ENV_CONFIG} is set ({env}); mqd reads that file, not this one")
         if json_out:
-            from mqd_cli.output import Output
-
-            Output(json_mode=True).json({"path": str(path)})
+            out.json({"path": str(path)})
         else:
-            typer.echo(str(path))
+            out.line(str(path))
 
     @group.command("show")
-    def show_cmd(config: ConfigOpt = None, json_out: JsonOpt = False,
-                 verbose: VerboseOpt = False) -> None:
+    def show_cmd(
+        config: ConfigOpt = None, json_out: JsonOpt = False, verbose: VerboseOpt = False
+    ) -> None:
         """Show the effective configuration, where each value comes from, secrets redacted.
+
+        Each key's source is "file" (set in the config file), "env" (a secret read from an
+        environment variable) or "default". Secrets show only where they come from.
+        Exit codes: 0 shown, 2 invalid configuration.
 
         Example: mqd config show --json
         """
+        from mqd_cli import config as cfg
+
         with cli(config, json_out, verbose) as c:
             loaded = c.services.loaded
             rows = [
-                {
-                    "key": dotted,
-                    "value": cfg.plain(value),
-                    "source": loaded.source_of(dotted, value),
-                }
+                (dotted, cfg.plain(value), loaded.source_of(dotted, value))
                 for dotted, value, _f in cfg.iter_fields(c.settings)
             ]
             if json_out:
-                c.out.json({
-                    "file": str(loaded.path) if loaded.path else None,
-                    "origin": loaded.origin,
-                    "settings": cfg.plain(c.settings),
-                    "sources": {r["key"]: r["source"] for r in rows},
-                })
+                c.out.json(
+                    {
+                        "file": str(loaded.path) if loaded.path else None,
+                        "origin": loaded.origin,
+                        "settings": cfg.plain(c.settings),
+                        "sources": {key: source for key, _v, source in rows},
+                    }
+                )
                 return
             title = f"config: {loaded.path or 'built-in defaults'} ({loaded.origin})"
-            c.out.table(title, ["key", "value", "source"],
-                        [(r["key"], _text(r["value"]), r["source"]) for r in rows])
+            c.out.table(
+                title,
+                ["key", "value", "source"],
+                [(key, _text(value), source) for key, value, source in rows],
+            )
 
     @group.command("check")
-    def check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False,
-                  verbose: VerboseOpt = False) -> None:
+    def check_cmd(
+        config: ConfigOpt = None, json_out: JsonOpt = False, verbose: VerboseOpt = False
+    ) -> None:
         """Validate the configuration: exit 0 when valid, 2 with one line per problem.
+
+        Every problem is reported at once with its TOML path: unknown keys (with the
+        nearest known key), wrong types, bad durations, out-of-range numbers, TOML syntax
+        errors (file, line, column). A literal secret in the file is valid but warned about.
+        Exit codes: 0 valid, 2 invalid.
 
         Example: mqd config check --config config.example.toml
         """
-        with cli(config, json_out, verbose) as c:
-            loaded = c.services.loaded
-            for w in loaded.warnings:
-                c.out.warn(w)
-            where = str(loaded.path) if loaded.path else "built-in defaults"
+        try:
+            with cli(config, json_out, verbose) as c:
+                loaded = c.services.loaded
+                for w in loaded.warnings:
+                    c.out.warn(w)
+                where = str(loaded.path) if loaded.path else "built-in defaults"
+                if json_out:
+                    c.out.json(
+                        {
+                            "valid": True,
+                            "file": where,
+                            "problems": [],
+                            "warnings": list(loaded.warnings),
+                        }
+                    )
+                else:
+                    c.out.line(f"ok: {where} is valid")
+        except ConfigError as exc:
             if json_out:
-                c.out.json({"valid": True, "file": where, "warnings": list(loaded.warnings)})
-            else:
-                c.out.line(f"ok: {where} is valid")
+                from mqd_cli.config import redact
+                from mqd_cli.output import Output
+
+                problems = [redact(p) for p in exc.problems]
+                Output(json_mode=True).json({"valid": False, "problems": problems})
+            raise
         raise typer.Exit(int(ExitCode.OK))
 
     app.add_typer(group, name="config")

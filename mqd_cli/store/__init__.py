@@ -44,6 +44,7 @@ class Store:
         self.path = path
         self.conn = conn
         self._lock = threading.RLock()
+        self.applied: dict[str, tuple[int, int]] = {}  # component -> (from, to) at open
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -78,6 +79,9 @@ class Store:
                 f"the store at {path} is unreadable: {exc}",
                 "move the damaged file aside; mqd creates a fresh one",
             ) from exc
+        except BaseException:
+            conn.close()
+            raise
         return store
 
     def close(self) -> None:
@@ -88,7 +92,7 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Cursor]:
-        """A short write transaction (``BEGIN IMMEDIATE``): commit on success, roll back on error."""
+        """A short ``BEGIN IMMEDIATE`` transaction: commit on success, roll back on error."""
         with self._lock:
             cur = self.conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -116,39 +120,64 @@ class Store:
         rows = self.query("SELECT component, version FROM schema_version")
         return {r["component"]: r["version"] for r in rows}
 
+    def _current_versions(self, cur: sqlite3.Cursor) -> dict[str, int]:
+        exists = cur.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if not exists:
+            return {}
+        return {r[0]: r[1] for r in cur.execute("SELECT component, version FROM schema_version")}
+
+    def _refuse_newer(self, current: dict[str, int], known: dict[str, int]) -> None:
+        newer = [
+            f"{name} v{ver} (this mqd knows v{known.get(name, 0)})"
+            for name, ver in sorted(current.items())
+            if ver > known.get(name, 0)
+        ]
+        if newer:
+            raise StateError(
+                f"the store at {self.path} was written by a newer mqd: {', '.join(newer)}",
+                "upgrade mqd (pip install -U mqd) or point [store] path at another file",
+            )
+
     def migrate(self) -> dict[str, int]:
-        """Apply pending migrations; refuse a database from a newer mqd (exit 4)."""
+        """Apply pending migrations; refuse a database from a newer mqd (exit 4).
+
+        A current database is only read (no write lock), so opening the store from a reader
+        process never waits on, or blocks, a running writer.
+        """
         components = _components()
         known = {m.COMPONENT: len(m.MIGRATIONS) for m in components}
+        with self._lock:
+            current = self._current_versions(self.conn.cursor())
+        self._refuse_newer(current, known)
+        if all(current.get(name, 0) == ver for name, ver in known.items()):
+            return known
         with self.write() as cur:
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version ("
                 " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
             )
-            current = {
-                r[0]: r[1] for r in cur.execute("SELECT component, version FROM schema_version")
-            }
-            newer = [
-                f"{name} v{ver} (this mqd knows v{known.get(name, 0)})"
-                for name, ver in sorted(current.items())
-                if ver > known.get(name, 0)
-            ]
-            if newer:
-                raise StateError(
-                    f"the store at {self.path} was written by a newer mqd: {', '.join(newer)}",
-                    "upgrade mqd (pip install -U mqd) or point [store] path at another file",
-                )
+            current = self._current_versions(cur)  # another process may have migrated
+            self._refuse_newer(current, known)
             for mod in components:
                 have = current.get(mod.COMPONENT, 0)
-                for script in mod.MIGRATIONS[have:]:
-                    for statement in _split_sql(script):
-                        cur.execute(statement)
+                for number, script in enumerate(mod.MIGRATIONS[have:], start=have + 1):
+                    try:
+                        for statement in _split_sql(script):
+                            cur.execute(statement)
+                    except sqlite3.DatabaseError as exc:
+                        raise StateError(
+                            f"migration {mod.COMPONENT} v{number} failed on {self.path}: {exc}",
+                            "the database was left unchanged; this is a bug in mqd, report it",
+                        ) from exc
                 if len(mod.MIGRATIONS) > have:
                     cur.execute(
                         "INSERT INTO schema_version(component, version) VALUES (?, ?)"
                         " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
                         (mod.COMPONENT, len(mod.MIGRATIONS)),
                     )
+                    self.applied[mod.COMPONENT] = (have, len(mod.MIGRATIONS))
         return known
 
 
