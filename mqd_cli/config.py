@@ -226,9 +226,9 @@ class ThrottleSettings:
         max=100,
     )
     send_guard: timedelta = setting(
-        timedelta(milliseconds=5),
-        "Extra time each send stays counted after its window: covers the varying delay between"
-        " a slot and the request leaving. Default 5ms.",
+        timedelta(milliseconds=50),
+        "Extra time each send stays counted after its window (at most 1 % of the window): covers"
+        " the varying delay between a slot and the request leaving. Default 50ms.",
         min=timedelta(0),
         max=timedelta(seconds=1),
     )
@@ -603,6 +603,56 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """[run] The trading loop (`mqd run`)."""
+
+    duration: timedelta = setting(
+        timedelta(0),
+        "Stop by itself after this long (simulated time with broker = \"sim\"); 0s = run until"
+        " Ctrl-C or SIGTERM. --duration overrides. Default 0s.",
+        min=timedelta(0),
+    )
+    poll_interval: timedelta = setting(
+        timedelta(seconds=1),
+        "Real time between two passes of the loop (new bars, resting orders, dashboard)."
+        " Default 1s.",
+        min=timedelta(milliseconds=10),
+        max=timedelta(minutes=5),
+    )
+    warmup_bars: int = setting(
+        200,
+        "History bars per symbol fed to the strategy's indicators before trading. Default 200.",
+        min=0,
+        max=1_000_000,
+    )
+    cancel_on_exit: bool = setting(
+        False, "Cancel the open orders at shutdown (also --cancel-on-exit)."
+    )
+    sim_start: str = setting(
+        "",
+        'Simulated time `mqd run` starts at with broker = "sim" (RFC 3339, e.g.'
+        " '2026-01-05T14:30:00Z'; empty = now). A fixed start makes a sim run repeatable.",
+    )
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    """[backtest] Defaults of `mqd backtest`."""
+
+    start: str = setting(
+        "",
+        "First bar when --from is not given (RFC 3339; empty = the simulator's origin"
+        " 2026-01-02T14:30:00Z, or the first bar of --data).",
+    )
+    period: timedelta = setting(
+        timedelta(days=5),
+        "Length of a synthetic backtest when --to is not given. Default 5d.",
+        min=timedelta(minutes=1),
+        max=timedelta(days=3650),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration file."""
 
@@ -619,6 +669,8 @@ class Settings:
     sim: SimSettings = table(SimSettings)
     stream: StreamSettings = table(StreamSettings)
     symbols: SymbolsSettings = table(SymbolsSettings)
+    run: RunSettings = table(RunSettings)
+    backtest: BacktestSettings = table(BacktestSettings)
 
 
 # -- loading ------------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""`symbols.sync`: 35,000 assets, the diff against the previous sync, one transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+
+from mqd_cli.brokers.errors import BrokerUnavailable
+from mqd_cli.brokers.sim_assets import default_assets, generate_universe
+from mqd_cli.clock import BacktestClock
+from mqd_cli.model import AssetInfo, AssetStatus
+from mqd_cli.store import Store
+from mqd_cli.store import symbols as db
+from mqd_cli.symbols import SymbolBook, sync
+
+T0 = datetime(2026, 9, 16, 14, 0, tzinfo=UTC)
+
+
+class ListBroker:
+    name = "list"
+
+    def __init__(self, assets: list[AssetInfo], fail_on: str | None = None):
+        self.assets = assets
+        self.fail_on = fail_on
+        self.calls: list[str | None] = []
+
+    def list_assets(self, asset_class: str | None = None, status: str | None = None):
+        self.calls.append(asset_class)
+        if asset_class == self.fail_on:
+            raise BrokerUnavailable("connection reset")
+        return [a for a in self.assets if asset_class in (None, a.asset_class.value)]
+
+
+def universe_broker(assets: list[AssetInfo]):
+    """The simulated broker built with this universe."""
+    from mqd_cli.brokers.sim import SimBroker
+    from mqd_cli.config import SimSettings
+
+    return SimBroker(SimSettings(), BacktestClock(T0), assets=assets)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "mqd.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def universe():
+    return generate_universe(35_000, seed=7)
+
+
+def test_sync_of_35000_assets_stores_every_one_and_the_cache_serves_them(store, universe):
+    clock = BacktestClock(T0)
+    report = sync(store, universe_broker(universe), clock)
+    assert report.fetched == 35_000 and report.first_sync
+    assert len(report.added) == 35_000 and not report.removed and not report.changed
+    assert report.by_class["crypto"] == 3
+    assert db.asset_count(store) == 35_000
+    book = SymbolBook(store, clock)
+    assert len(book) == 35_000
+    last = universe[-1]
+    assert book.get(last.symbol).fractionable == last.fractionable
+    assert book.get("BTC/USD").min_order_size == D("0.0001")
+
+
+def test_a_second_sync_reports_added_removed_and_changed_fields(store, universe):
+    clock = BacktestClock(T0)
+    sync(store, ListBroker(universe), clock)
+    changed = list(universe)
+    by_symbol = {a.symbol: i for i, a in enumerate(changed)}
+    i = by_symbol["AAPL"]
+    changed[i] = dataclasses.replace(changed[i], fractionable=False, tradable=False)
+    i = by_symbol["GME"]
+    changed[i] = dataclasses.replace(
+        changed[i], easy_to_borrow=True, margin_requirement_short=D("50.0")
+    )
+    i = by_symbol["BTC/USD"]
+    changed[i] = dataclasses.replace(changed[i], min_order_size=D("0.00010"))  # same value
+    removed = [changed.pop(by_symbol["MSFT"]) for _ in range(1)]
+    new = dataclasses.replace(default_assets()[0], symbol="NEWCO", id="new-id", name="NewCo")
+    changed.append(new)
+    clock.advance(timedelta(hours=6))
+
+    report = sync(store, ListBroker(changed), clock)
+
+    assert report.added == ["NEWCO"]
+    assert report.removed == [a.symbol for a in removed] == ["MSFT"]
+    assert report.changed == {
+        "AAPL": {"tradable": [True, False], "fractionable": [True, False]},
+        "GME": {"easy_to_borrow": [False, True], "margin_requirement_short": ["30", "50"]},
+    }
+    assert report.counts() == {
+        "fetched": 35_000,
+        "added": 1,
+        "removed": 1,
+        "changed": 2,
+        "unchanged": 34_997,
+    }
+    assert not report.first_sync
+    book = SymbolBook(store, clock)
+    assert book.get("MSFT") is None and book.get("NEWCO") is not None
+    assert book.get("AAPL").fractionable is False
+    assert book.get("AAPL").changed_at == T0 + timedelta(hours=6)
+    assert book.get("SPY").changed_at == T0 and book.get("SPY").synced_at == clock.now()
+    assert db.sync_diff(store, report.sync_id)["removed"] == ["MSFT"]
+
+
+def test_an_asset_going_inactive_shows_as_a_status_change(store):
+    clock = BacktestClock(T0)
+    assets = default_assets()
+    sync(store, ListBroker(assets), clock)
+    assets[0] = dataclasses.replace(assets[0], status=AssetStatus.INACTIVE)
+    report = sync(store, ListBroker(assets), clock)
+    assert report.changed == {"AAPL": {"status": ["active", "inactive"]}}
+
+
+def test_a_broker_failure_mid_sync_writes_nothing(store):
+    clock = BacktestClock(T0)
+    sync(store, ListBroker(default_assets()), clock)
+    before = db.last_sync(store)
+    smaller = default_assets()[:3]
+    with pytest.raises(BrokerUnavailable):
+        sync(store, ListBroker(smaller, fail_on="crypto"), clock)
+    assert db.last_sync(store) == before
+    assert db.asset_count(store) == len(default_assets())
+
+
+def test_a_crypto_only_sync_neither_fetches_nor_removes_equities(store):
+    clock = BacktestClock(T0)
+    sync(store, ListBroker(default_assets()), clock)
+    broker = ListBroker([a for a in default_assets() if a.symbol != "SOL/USD"])
+    report = sync(store, broker, clock, asset_class="crypto")
+    assert broker.calls == ["crypto"]
+    assert report.removed == ["SOL/USD"] and report.fetched == 2
+    assert SymbolBook(store, clock).get("AAPL") is not None
+
+
+def test_progress_is_reported_from_unknown_to_complete(store, universe):
+    seen = []
+    sync(
+        store,
+        ListBroker(universe[:5000]),
+        BacktestClock(T0),
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen[0] == (0, 0) and seen[-1] == (5000, 5000)
+    assert all(b == 5000 for _, b in seen[1:])
+
+
+def test_sync_of_35000_assets_through_the_emulator_and_the_alpaca_adapter(store, emulator):
+    from mqd_cli.brokers.alpaca import AlpacaBroker
+
+    srv = emulator(universe=35_000)
+    broker = AlpacaBroker(srv.alpaca_settings())
+    try:
+        report = sync(store, broker, BacktestClock(T0))
+    finally:
+        broker.close()
+    assert report.fetched == 35_000
+    assert report.by_class["crypto"] == 3
+    book = SymbolBook(store, BacktestClock(T0))
+    assert book.get("ZOM").fractionable is False
+    assert book.get("ETH/USD").price_increment == D("0.1")
