@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+# `emulator` / `emulator_module`: `mqd sim serve` as a real loopback server (tests/emulator.py).
+pytest_plugins = ["tests.emulator"]
+
 
 @dataclass
 class CliResult:
