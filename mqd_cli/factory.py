@@ -113,6 +113,8 @@ class Services:
 
     def close(self) -> None:
         """Close what was built (only what was built): the broker's session before the store."""
+        if "throttler" in self.__dict__:
+            self.throttler.flush()  # stats are written at most once a second: keep the last
         if "broker" in self.__dict__:
             self.broker.close()
         if "store" in self.__dict__:
