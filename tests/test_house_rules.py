@@ -226,3 +226,14 @@ def test_every_command_is_documented_in_the_readme():
         f"mqd {path}" for path, _c, leaf in walk_commands() if leaf and f"mqd {path}" not in readme
     ]
     assert missing == [], f"README.md does not document: {missing}"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    line = next(x for x in ci.splitlines() if x.startswith("TEST_COMMAND="))
+    command = line.split("=", 1)[1].strip().strip('"')
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = readme.split("```bash")
+    assert len(blocks) >= 3, "README.md must open with the two set-up commands"
+    first_two = [b.split("```")[0].strip() for b in blocks[1:3]]
+    assert first_two[1] == command
