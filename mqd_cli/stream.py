@@ -5,21 +5,27 @@ account, so this client:
 
 * authenticates, waits for the authorization reply, listens, waits for the listening reply;
 * pings on a heartbeat and reconnects a connected-but-silent socket (the watchdog);
-* reconnects with exponential backoff and equal jitter; a 429 at the handshake (another holder,
-  or a stale connection the server has not reaped yet) backs off from a longer floor;
-* after every (re)connect fills the gap over REST: every order changed since the last event (and
-  every order we still hold open) goes to the tracker as an order report, whose cumulative
-  ``filled_qty`` turns into exactly the fills that were missed;
-* logs and skips a malformed or unknown event; nothing in a frame can kill the loop;
+* reconnects at once after a healthy connection, then with exponential backoff and equal
+  jitter; a 429 at the handshake (another holder, or a stale connection the server has not
+  reaped yet) waits at least ``backoff_429``;
+* after every (re)connect fills the gap over REST: the orders submitted since the last event
+  seen, the ones still open, and a targeted lookup of each order we hold open that is in
+  neither; each goes to the tracker as an order report whose cumulative ``filled_qty`` turns
+  into exactly the fills that were missed (a failed gap fill is retried, never dropped);
+* drops exact duplicate frames, logs and skips a malformed or unknown event; nothing in a
+  frame can kill the loop;
 * feeds every event to the OrderTracker (which journals it) and to subscribers.
 
-websockets is imported only when the tracker runs.
+The lease (``StreamLease``, ``run_leased``) records in the store which process holds the
+account's one connection, so ``mqd stream tail`` reads that holder's journal instead of
+opening a second connection. websockets is imported only when the tracker runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -29,15 +35,46 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from mqd_cli.clock import Clock
-from mqd_cli.model import OrderReport, TradeUpdate
+from mqd_cli.errors import StateError, UsageError
+from mqd_cli.model import OrderReport, OrderStatus, TradeEvent, TradeUpdate
 from mqd_cli.wire import PayloadError, parse_trade_update
 
+if TYPE_CHECKING:
+    from mqd_cli.factory import Services
+    from mqd_cli.store import Store
+    from mqd_cli.store.stream import Lease
+
 log = logging.getLogger("mqd.stream")
+# websockets logs every frame at DEBUG, the auth message (with the secret) included: never below
+# INFO, whatever the root level is.
+_WS_LOG = logging.getLogger("mqd.stream.websocket")
+_WS_LOG.setLevel(logging.INFO)
 
 Subscriber = Callable[[TradeUpdate], None]
+
+# An event timestamp further than this from our clock is not a latency (simulated time, skew).
+_LATENCY_SANE = timedelta(minutes=10)
+_DEDUP_WINDOW = 4096  # recent frames remembered to drop exact duplicates
+
+# What a REST status means as an event, for subscribers told about a gap-filled change.
+_STATUS_EVENT = {
+    OrderStatus.FILLED: TradeEvent.FILL,
+    OrderStatus.PARTIALLY_FILLED: TradeEvent.PARTIAL_FILL,
+    OrderStatus.NEW: TradeEvent.NEW,
+    OrderStatus.CANCELED: TradeEvent.CANCELED,
+    OrderStatus.EXPIRED: TradeEvent.EXPIRED,
+    OrderStatus.REJECTED: TradeEvent.REJECTED,
+    OrderStatus.REPLACED: TradeEvent.REPLACED,
+    OrderStatus.DONE_FOR_DAY: TradeEvent.DONE_FOR_DAY,
+    OrderStatus.ACCEPTED: TradeEvent.ACCEPTED,
+    OrderStatus.PENDING_NEW: TradeEvent.PENDING_NEW,
+    OrderStatus.PENDING_CANCEL: TradeEvent.PENDING_CANCEL,
+    OrderStatus.PENDING_REPLACE: TradeEvent.PENDING_REPLACE,
+}
 
 
 class HandshakeRejected(Exception):
@@ -50,6 +87,10 @@ class HandshakeRejected(Exception):
 
 class AuthRejected(Exception):
     """The server answered the auth message with ``unauthorized``."""
+
+
+class LeaseHeld(StateError):
+    """Another live process holds the account's trade_updates stream."""
 
 
 @dataclass(frozen=True)
@@ -65,21 +106,40 @@ class StreamOptions:
     gap_fill_margin: float = 2.0  # seconds before the last event to look back on gap fill
     auth_form: str = "auth"  # "auth" (current docs) or "authenticate" (legacy, alpaca-py)
 
+    @classmethod
+    def from_settings(cls, s: Any) -> StreamOptions:
+        """From ``[stream]`` (a ``StreamSettings``)."""
+        return cls(
+            heartbeat_interval=s.heartbeat_interval.total_seconds(),
+            heartbeat_timeout=s.heartbeat_timeout.total_seconds(),
+            reply_timeout=s.reply_timeout.total_seconds(),
+            backoff_initial=s.backoff_initial.total_seconds(),
+            backoff_max=s.backoff_max.total_seconds(),
+            backoff_429=s.backoff_429.total_seconds(),
+            gap_fill_margin=s.gap_fill_margin.total_seconds(),
+        )
+
 
 @dataclass
 class StreamHealth:
     connected: bool = False
     connected_since: datetime | None = None
     connects: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # connects after the first one
+    failed_attempts: int = 0  # connections that never completed the handshake
     handshake_429s: int = 0
+    auth_failures: int = 0
     last_event_at: datetime | None = None
     last_error: str = ""
     gap_fills: int = 0
     gap_fill_orders: int = 0
     gap_fill_fills: int = 0
+    gap_fill_errors: int = 0
+    gap_fill_pending: bool = False
     malformed: int = 0
+    duplicates: int = 0
     watchdog_trips: int = 0
+    last_resume_ms: float | None = None  # from losing the connection to connected + gap-filled
     events: Counter = field(default_factory=Counter)
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -96,14 +156,20 @@ class StreamHealth:
             "connected_since": self.connected_since.isoformat() if self.connected_since else None,
             "connects": self.connects,
             "reconnects": self.reconnects,
+            "failed_attempts": self.failed_attempts,
             "handshake_429s": self.handshake_429s,
+            "auth_failures": self.auth_failures,
             "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
             "last_error": self.last_error,
             "gap_fills": self.gap_fills,
             "gap_fill_orders": self.gap_fill_orders,
             "gap_fill_fills": self.gap_fill_fills,
+            "gap_fill_errors": self.gap_fill_errors,
+            "gap_fill_pending": self.gap_fill_pending,
             "malformed": self.malformed,
+            "duplicates": self.duplicates,
             "watchdog_trips": self.watchdog_trips,
+            "last_resume_ms": self.last_resume_ms,
             "events": dict(self.events),
             "latency_p50_ms": self.latency_percentile(50),
             "latency_p99_ms": self.latency_percentile(99),
@@ -113,14 +179,32 @@ class StreamHealth:
 def backoff_delay(
     failures: int, rng: random.Random, *, initial: float, cap: float, floor: float = 0.0
 ) -> float:
-    """Exponential backoff with equal jitter: a delay in [c/2, c], c = min(cap, initial*2^n)."""
-    ceiling = min(cap, max(initial, floor) * (2 ** max(0, failures - 1)))
-    ceiling = max(ceiling, floor)
+    """Exponential backoff with equal jitter: a delay in [c/2, c], c = min(cap, initial*2^(n-1)).
+
+    With a ``floor`` (after a 429) c is at least twice the floor, so the delay never drops
+    below it and concurrent clients still spread out.
+    """
+    ceiling = min(cap, initial * (2 ** max(0, failures - 1)))
+    if floor > 0:
+        ceiling = max(ceiling, 2 * floor)
     return rng.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
 
 
 def holder_id() -> str:
+    """This process, as the lease names it."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def account_key(settings: Any) -> str:
+    """The lease's account: a hash of the API key id (no network; the same in every process).
+
+    Alpaca limits the stream per account and a paper account has one key pair, so the key
+    identifies it; ``broker = "sim"`` is the account ``sim``.
+    """
+    if getattr(settings, "broker", "sim") != "alpaca":
+        return "sim"
+    key = settings.alpaca.key_id.reveal() or ""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class UserStreamTracker:
@@ -149,10 +233,17 @@ class UserStreamTracker:
         self.health = StreamHealth()
         self._rng = random.Random(seed)
         self._subscribers: list[Subscriber] = []
-        self._stop = asyncio.Event()
+        self._stop: asyncio.Event | None = None
+        self._stop_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: Any = None
         self._on_health = on_health
         self._last_event_time: datetime | None = None
+        self._gap_start_pending: datetime | None = None
+        self._down_since: float | None = None
+        self._received = False  # the current connection delivered events
+        self._seen: set[tuple] = set()
+        self._seen_order: deque[tuple] = deque()
 
     def __repr__(self) -> str:  # never show the credentials
         return f"UserStreamTracker(url={self.url!r})"
@@ -160,56 +251,118 @@ class UserStreamTracker:
     # -- subscribers ---------------------------------------------------------------------------
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(update)`` after each event reached the tracker; returns unsubscribe.
+
+        Gap-filled changes arrive as updates built from the REST status (no execution id);
+        take quantities from the tracker, not by summing updates.
+        """
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop ``run()``; safe from any thread and before ``run()`` started."""
+        self._stop_requested = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._stop_now()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._stop_now)
+
+    def _stop_now(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().create_task(self._ws.close())
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
     async def run(self) -> None:
         """Connect and stay connected until ``stop()``; never raises on stream trouble."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested:
+            return
         failures = 0
         while not self._stop.is_set():
             floor = 0.0
-            received = False
+            self._received = False
+            started = self.clock.monotonic()
             try:
-                received = await self._session()
+                await self._session_until_stopped()
             except HandshakeRejected as exc:
                 self.health.last_error = str(exc)
+                self.health.failed_attempts += 1
                 if exc.status == 429:
                     self.health.handshake_429s += 1
                     floor = self.options.backoff_429
                 log.warning("trade_updates: %s", exc)
             except AuthRejected as exc:
                 self.health.last_error = str(exc)
+                self.health.auth_failures += 1
+                self.health.failed_attempts += 1
                 log.error("trade_updates: %s (check the API keys)", exc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # network errors, protocol errors, closed sockets
-                self.health.last_error = f"{type(exc).__name__}: {exc}"
+                name = type(exc).__name__
+                self.health.last_error = f"{name}: {exc}" if str(exc) else name
                 log.warning("trade_updates connection lost: %s", self.health.last_error)
             finally:
-                self._set_connected(False)
+                if self.health.connected:
+                    self._down_since = self.clock.monotonic()
+                    self._set_connected(False)
             if self._stop.is_set():
                 break
-            # A connection that delivered events was healthy: start the backoff over.
-            failures = 1 if received else failures + 1
-            delay = backoff_delay(
-                failures,
-                self._rng,
-                initial=self.options.backoff_initial,
-                cap=max(self.options.backoff_max, floor),
-                floor=floor,
-            )
-            self.health.reconnects += 1
-            await self._sleep_or_stop(delay)
+            # A connection that delivered events (or lived long) was healthy: reconnect at once;
+            # otherwise back off, longer and longer.
+            # (a drop ends a session with an exception: what it received is kept aside)
+            lived = self.clock.monotonic() - started
+            if self._received or lived >= max(self.options.backoff_max, 1.0):
+                failures = 0
+            else:
+                failures += 1
+            if failures == 0 and not floor:
+                delay = 0.0
+            else:
+                delay = backoff_delay(
+                    max(failures, 1),
+                    self._rng,
+                    initial=self.options.backoff_initial,
+                    cap=max(self.options.backoff_max, 2 * floor),
+                    floor=floor,
+                )
+            if delay:
+                await self._sleep_or_stop(delay)
+
+    async def _session_until_stopped(self) -> bool:
+        """``_session()``, cancelled (socket closed) as soon as ``stop()`` is called."""
+        assert self._stop is not None
+        session = asyncio.ensure_future(self._session())
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not session.done():
+                session.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await session
+        return False if session.cancelled() else session.result()
 
     async def _sleep_or_stop(self, seconds: float) -> None:
+        assert self._stop is not None
         sleeper = asyncio.ensure_future(self.clock.sleep_async(seconds))
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
@@ -222,7 +375,10 @@ class UserStreamTracker:
         self.health.connected = connected
         self.health.connected_since = self.clock.now() if connected else None
         if self._on_health:
-            self._on_health(self.health)
+            try:
+                self._on_health(self.health)
+            except Exception:
+                log.exception("trade_updates health callback failed")
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -239,28 +395,39 @@ class UserStreamTracker:
                 close_timeout=2,
                 max_queue=1024,
                 compression=None,
+                logger=_WS_LOG,
             )
         except InvalidStatus as exc:
             raise HandshakeRejected(exc.response.status_code) from None
         self._ws = ws
         received = False
-        heartbeat: asyncio.Task | None = None
+        tasks: list[asyncio.Task] = []
         try:
+            # The window starts before this connection's first event can move it forward.
+            gap_start = self._gap_start()
             await self._handshake(ws)
             self.health.connects += 1
+            if self.health.connects > 1:
+                self.health.reconnects += 1
             self._set_connected(True)
-            await self.gap_fill()
-            heartbeat = asyncio.create_task(self._heartbeat(ws))
+            log.debug("trade_updates connected to %s; gap fill from %s", self.url, gap_start)
+            if not await self._try_gap_fill(gap_start):
+                tasks.append(asyncio.create_task(self._retry_gap_fill(gap_start)))
+            elif self._down_since is not None:
+                resumed = self.clock.monotonic() - self._down_since
+                self.health.last_resume_ms = resumed * 1000
+                self._down_since = None
+            tasks.append(asyncio.create_task(self._heartbeat(ws)))
             async for frame in ws:
                 if self._handle_frame(frame):
-                    received = True
-                if self._stop.is_set():
+                    received = self._received = True
+                if self._stop is not None and self._stop.is_set():
                     break
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(BaseException):
-                    await heartbeat
+                    await task
             self._ws = None
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -337,8 +504,28 @@ class UserStreamTracker:
             self.health.malformed += 1
             log.warning("trade_updates: skipped a malformed event: %s", exc)
             return False
+        if self._is_duplicate(update):
+            self.health.duplicates += 1
+            return True
         self.deliver(update, source="stream")
         return True
+
+    def _is_duplicate(self, update: TradeUpdate) -> bool:
+        """An exact repeat of a recent event (the same order, event, execution, time, qty)."""
+        key = (
+            update.order.id,
+            update.event_raw,
+            update.execution_id,
+            update.timestamp,
+            update.order.filled_qty,
+        )
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > _DEDUP_WINDOW:
+            self._seen.discard(self._seen_order.popleft())
+        return False
 
     def deliver(self, update: TradeUpdate, *, source: str) -> None:
         """Apply one event to the tracker, then tell the subscribers; a failing one is logged."""
@@ -346,10 +533,15 @@ class UserStreamTracker:
         if self.tracker is not None:
             self.tracker.apply(update, source=source)
         now = self.clock.now()
-        self.health.latencies_ms.append((now - update.timestamp).total_seconds() * 1000)
+        age = now - update.timestamp
+        if -_LATENCY_SANE < age < _LATENCY_SANE:
+            self.health.latencies_ms.append(age.total_seconds() * 1000)
         self.health.last_event_at = now
         if self._last_event_time is None or update.timestamp > self._last_event_time:
             self._last_event_time = update.timestamp
+        self._notify(update)
+
+    def _notify(self, update: TradeUpdate) -> None:
         for callback in list(self._subscribers):
             try:
                 callback(update)
@@ -359,50 +551,133 @@ class UserStreamTracker:
     # -- gap fill ------------------------------------------------------------------------------
 
     def _gap_start(self) -> datetime | None:
-        candidates = []
+        """Where the REST window starts: the last event seen (ours or the tracker's) less the
+        margin; a window not yet filled by a failed gap fill is kept."""
         last = self._last_event_time
         if self.tracker is not None:
             tracked = self.tracker.last_event_time()
             if tracked is not None and (last is None or tracked > last):
                 last = tracked
-            for order in self.tracker.open_orders():
-                submitted = getattr(order, "submitted_at", None) or getattr(
-                    order, "created_at", None
-                )
-                if submitted is not None:
-                    candidates.append(submitted)
-        if last is not None:
-            candidates.append(last)
-        if not candidates:
-            return None
-        return min(candidates) - timedelta(seconds=self.options.gap_fill_margin)
+        start = None if last is None else last - timedelta(seconds=self.options.gap_fill_margin)
+        pending = self._gap_start_pending
+        if pending is not None and (start is None or pending < start):
+            start = pending
+        return start
 
-    async def gap_fill(self) -> int:
-        """Send every order changed during the gap to the tracker; returns new fills applied.
+    async def _try_gap_fill(self, start: datetime | None) -> bool:
+        try:
+            await self.gap_fill(start)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.health.gap_fill_errors += 1
+            self.health.gap_fill_pending = True
+            if start is not None:
+                self._gap_start_pending = start
+            self.health.last_error = f"gap fill failed: {type(exc).__name__}: {exc}"
+            log.warning("trade_updates: %s (retrying)", self.health.last_error)
+            return False
+        self.health.gap_fill_pending = False
+        self._gap_start_pending = None
+        return True
 
-        Alpaca's ``after`` filters on submission time, so the window starts at the oldest order
-        we still hold open (or the last event seen, if earlier) and the tracker turns each
-        report's cumulative ``filled_qty`` into exactly the fills it has not counted.
+    async def _retry_gap_fill(self, start: datetime | None) -> None:
+        failures = 1
+        while True:
+            delay = backoff_delay(
+                failures,
+                self._rng,
+                initial=self.options.backoff_initial,
+                cap=self.options.backoff_max,
+            )
+            await self.clock.sleep_async(delay)
+            if await self._try_gap_fill(start):
+                return
+            failures += 1
+
+    async def gap_fill(self, start: datetime | None = None) -> int:
+        """Send every order that may have changed during the gap to the tracker.
+
+        Alpaca's ``after`` filters on submission time, so three sources together cover the
+        gap: orders submitted since ``start`` (the last event seen, less the margin), the
+        orders open now, and a targeted lookup of every order we hold open that is in neither
+        (it closed while we were away). Reports that match what the tracker already holds are
+        skipped; the tracker turns each other report's cumulative ``filled_qty`` into exactly
+        the fills it has not counted. Returns the number of new fills.
         """
         if self.broker is None or self.tracker is None:
             return 0
-        start = self._gap_start()
         if start is None:
+            start = self._gap_start()
+        tracked_open = list(self.tracker.open_orders())
+        if start is None and not tracked_open:
             return 0
-        reports: list[OrderReport] = await asyncio.to_thread(
-            self.broker.list_orders, "all", after=start
-        )
-        fills = 0
-        for report in sorted(reports, key=lambda r: r.updated_at or r.created_at):
+        broker = self.broker
+        reports: dict[str, OrderReport] = {}
+        if start is not None:
+            for report in await asyncio.to_thread(broker.list_orders, "all", after=start):
+                reports[report.id] = report
+        missing = [o for o in tracked_open if not o.broker_id or o.broker_id not in reports]
+        if missing:
+            for report in await asyncio.to_thread(broker.list_orders, "open"):
+                reports.setdefault(report.id, report)
+            for order in missing:
+                if order.broker_id in reports:
+                    continue
+                report = await asyncio.to_thread(_lookup, broker, order)
+                if report is not None:
+                    reports[report.id] = report
+        fills = changed = 0
+        for report in sorted(reports.values(), key=_report_order):
+            known = self.tracker.order(report.client_order_id)
+            if (
+                known is not None
+                and known.status is report.status
+                and known.filled_qty == report.filled_qty
+            ):
+                continue
             result = self.tracker.apply_order_report(report, source="gap_fill")
-            new_fills = list(getattr(result, "new_fills", ()) or ())
+            new_fills = tuple(getattr(result, "new_fills", ()) or ())
             fills += len(new_fills)
+            if getattr(result, "changed", True):
+                changed += 1
+                self._notify(_as_update(report, new_fills))
+            stamp = report.updated_at or report.created_at
+            if self._last_event_time is None or stamp > self._last_event_time:
+                self._last_event_time = stamp
         self.health.gap_fills += 1
-        self.health.gap_fill_orders += len(reports)
+        self.health.gap_fill_orders += changed
         self.health.gap_fill_fills += fills
-        if fills:
-            log.info("trade_updates gap fill: %d orders, %d missed fills", len(reports), fills)
+        if changed:
+            log.info("trade_updates gap fill: %d orders changed, %d missed fills", changed, fills)
         return fills
+
+
+def _lookup(broker: Any, order: Any) -> OrderReport | None:
+    from mqd_cli.brokers.errors import NotFound
+
+    try:
+        if order.broker_id:
+            return broker.get_order(order.broker_id)
+        return broker.get_order_by_client_id(order.client_order_id)
+    except NotFound:
+        return None  # never reached the broker: reconcile resolves it
+
+
+def _report_order(report: OrderReport) -> tuple:
+    return (report.submitted_at or report.created_at, report.updated_at or report.created_at)
+
+
+def _as_update(report: OrderReport, new_fills: tuple) -> TradeUpdate:
+    qty = sum((f.qty for f in new_fills), Decimal(0)) if new_fills else None
+    return TradeUpdate(
+        event=_STATUS_EVENT.get(report.status, TradeEvent.UNKNOWN),
+        event_raw=report.status.value,
+        timestamp=report.updated_at or report.created_at,
+        order=report,
+        qty=qty,
+        price=report.filled_avg_price if new_fills else None,
+    )
 
 
 def _decode(frame: bytes | str) -> dict | None:
@@ -416,3 +691,133 @@ def _decode(frame: bytes | str) -> dict | None:
 def _short(message: dict) -> str:
     text = json.dumps(message)
     return text if len(text) < 200 else text[:197] + "..."
+
+
+# -- factory ----------------------------------------------------------------------------------
+
+
+def build(services: Services) -> UserStreamTracker:
+    """The stream of ``[alpaca]`` with ``[stream]`` timing, feeding ``services.tracker`` and
+    gap-filling through ``services.broker`` (and so through the shared throttler)."""
+    settings = services.settings
+    if settings.broker != "alpaca":
+        raise UsageError(
+            'there is no trade_updates stream with broker = "sim"',
+            'run `mqd sim serve` and point [alpaca] at it with broker = "alpaca"',
+        )
+    from mqd_cli.brokers.alpaca import stream_endpoint
+
+    return UserStreamTracker(
+        stream_endpoint(settings.alpaca),
+        settings.alpaca.key_id.reveal() or "",
+        settings.alpaca.secret_key.reveal() or "",
+        clock=services.clock,
+        tracker=services.tracker,
+        broker=services.broker,
+        options=StreamOptions.from_settings(settings.stream),
+    )
+
+
+# -- the lease ------------------------------------------------------------------------------------
+
+
+class StreamLease:
+    """This process's claim on the account's one trade_updates connection, in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        account: str,
+        clock: Clock,
+        ttl: timedelta,
+        holder: str | None = None,
+    ):
+        self.store = store
+        self.account = account
+        self.clock = clock
+        self.ttl = ttl
+        self.holder = holder or holder_id()
+        self.held = False
+
+    @classmethod
+    def for_services(cls, services: Services) -> StreamLease:
+        return cls(
+            services.store,
+            account_key(services.settings),
+            services.clock,
+            services.settings.stream.lease_ttl,
+        )
+
+    def acquire(self) -> Lease:
+        """Take the lease; ``LeaseHeld`` names the live holder when another process has it."""
+        from mqd_cli.store import stream as q
+
+        now = self.clock.now()
+        lease = q.acquire(self.store, self.account, self.holder, now, self.ttl)
+        if lease is None:
+            other = q.live_lease(self.store, self.account, now)
+            who = other.holder if other else "another process"
+            age = (now - other.heartbeat_at).total_seconds() if other else 0.0
+            raise LeaseHeld(
+                f"{who} holds this account's trade_updates stream (heartbeat {age:.0f}s ago)",
+                "stop that process, or watch it with `mqd stream tail`; a dead holder's lease"
+                f" expires {self.ttl.total_seconds():g}s after its last heartbeat",
+            )
+        self.held = True
+        return lease
+
+    def heartbeat(self, health: StreamHealth | None = None) -> bool:
+        """Extend the lease (with the health for other processes); False when it was lost."""
+        from mqd_cli.store import stream as q
+
+        doc = health.as_dict() if health is not None else None
+        self.held = q.heartbeat(
+            self.store, self.account, self.holder, self.clock.now(), self.ttl, doc
+        )
+        return self.held
+
+    def release(self) -> None:
+        from mqd_cli.store import stream as q
+
+        q.release(self.store, self.account, self.holder)
+        self.held = False
+
+
+async def run_leased(stream: UserStreamTracker, lease: StreamLease) -> None:
+    """Hold the lease while the stream runs: acquire (``LeaseHeld`` if another process is the
+    live holder, before any connection), heartbeat every ttl/3 with the stream's health,
+    release when the stream stops. A lease lost to another holder stops the stream and raises
+    ``LeaseHeld``: two holders would fight for the one connection."""
+    lease.acquire()
+    lost: list[LeaseHeld] = []
+
+    async def keep() -> None:
+        interval = max(lease.ttl.total_seconds() / 3, 0.05)
+        while True:
+            await lease.clock.sleep_async(interval)
+            try:
+                if lease.heartbeat(stream.health):
+                    continue
+                log.warning("trade_updates lease lost; taking it back")
+                lease.acquire()
+            except LeaseHeld as exc:
+                log.error("trade_updates: %s; stopping the stream", exc.message)
+                lost.append(exc)
+                stream.stop()
+                return
+            except Exception:  # a busy store: the next heartbeat tries again
+                log.exception("trade_updates lease heartbeat failed")
+
+    keeper = asyncio.create_task(keep())
+    try:
+        lease.heartbeat(stream.health)
+        await stream.run()
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(BaseException):
+            await keeper
+        if lease.held:
+            with contextlib.suppress(Exception):
+                lease.release()
+    if lost:
+        raise lost[0]
