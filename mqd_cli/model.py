@@ -11,17 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 
-class WireEnum(str, Enum):
+class WireEnum(StrEnum):
     """A str enum whose unknown values parse to ``UNKNOWN`` instead of raising."""
 
     @classmethod
     def _missing_(cls, value: object):
         if isinstance(value, str):
-            lowered = value.lower()
+            lowered = value.strip().lower()
             for member in cls:
                 if member.value == lowered:
                     return member
@@ -189,6 +189,9 @@ class OrderReport:
     asset_id: str | None = None
     order_class: str = ""
     legs: tuple[OrderReport, ...] = ()
+    expires_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    position_intent: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -198,6 +201,17 @@ class OrderReport:
     @property
     def raw_status(self) -> str:
         return str(self.raw.get("status", self.status.value))
+
+    def raw_value(self, key: str) -> str:
+        """The wire text of an enum field (``side``, ``type``, ``status``, ...) as received,
+        so an ``UNKNOWN`` member still shows what the broker sent; else the member's value."""
+        text = self.raw.get(key)
+        if key == "type" and not text:
+            text = self.raw.get("order_type")
+        if isinstance(text, str) and text:
+            return text
+        member = getattr(self, key, None)
+        return member.value if isinstance(member, Enum) else str(member or "")
 
 
 @dataclass(frozen=True)
@@ -261,6 +275,7 @@ class PositionReport:
     unrealized_pl: Decimal | None = None
     current_price: Decimal | None = None
     lastday_price: Decimal | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -306,6 +321,8 @@ class AssetInfo:
     margin_requirement_long: Decimal | None = None
     margin_requirement_short: Decimal | None = None
     attributes: tuple[str, ...] = ()
+    cusip: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -323,6 +340,7 @@ class CalendarDay:
     close: time
     session_open: time | None = None
     session_close: time | None = None
+    settlement_date: date | None = None
 
 
 @dataclass(frozen=True)

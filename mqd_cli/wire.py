@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from mqd_cli.model import (
     AccountReport,
@@ -32,6 +33,7 @@ from mqd_cli.model import (
     TimeInForce,
     TradeEvent,
     TradeUpdate,
+    WireEnum,
 )
 
 
@@ -42,20 +44,34 @@ class PayloadError(ValueError):
 # -- scalar parsing -------------------------------------------------------------------------------
 
 
+def _show(value: Any) -> str:
+    """A value for an error message: repr, cut to 60 characters (a payload can hold anything)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's int->str digit limit
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# No price, quantity or ratio a broker sends is beyond 1e±30; refusing such values keeps downstream
+# arithmetic (quantize, formatting) inside Decimal's 28-digit context instead of failing far away.
+_MAX_ADJUSTED_EXPONENT = 30
+
+
 def dec(value: Any, name: str = "value") -> Decimal | None:
     """Decimal from a string or JSON number; None/"" -> None. Floats go through ``str``."""
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, bool):
-        raise PayloadError(f"{name}: expected a number, got {value!r}")
-    if isinstance(value, Decimal):
-        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise PayloadError(f"{name}: expected a number, got {_show(value)}")
     try:
-        out = Decimal(str(value).strip())
+        out = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise PayloadError(f"{name}: expected a number, got {value!r}") from None
+        raise PayloadError(f"{name}: expected a number, got {_show(value)}") from None
     if not out.is_finite():
-        raise PayloadError(f"{name}: expected a finite number, got {value!r}")
+        raise PayloadError(f"{name}: expected a finite number, got {_show(value)}")
+    if not out.is_zero() and abs(out.adjusted()) > _MAX_ADJUSTED_EXPONENT:
+        raise PayloadError(f"{name}: number out of range, got {_show(value)}")
     return out
 
 
@@ -67,38 +83,42 @@ def req_dec(value: Any, name: str) -> Decimal:
 
 
 _TS_RE = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
-    r"(Z|z|[+-]\d{2}:?\d{2})?$"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
+    r"(Z|z|[+-]\d{2}:?\d{2})?",
+    re.ASCII,
 )
 
 
 def ts(value: Any, name: str = "timestamp") -> datetime | None:
     """An aware UTC datetime from RFC 3339 with 0-9 fractional digits; None/"" -> None.
 
-    Nanoseconds are truncated to microseconds. A timestamp without an offset is taken as UTC.
+    Nanoseconds are truncated to microseconds. A timestamp without an offset is taken as UTC,
+    and so is a naive ``datetime``; an aware one is converted to UTC.
     """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
-        raise PayloadError(f"{name}: expected an RFC 3339 timestamp, got {value!r}")
-    m = _TS_RE.match(value.strip())
+        raise PayloadError(f"{name}: expected an RFC 3339 timestamp, got {_show(value)}")
+    m = _TS_RE.fullmatch(value.strip())
     if not m:
-        raise PayloadError(f"{name}: expected an RFC 3339 timestamp, got {value!r}")
-    day, hh, mm, ss, frac, off = m.groups()
+        raise PayloadError(f"{name}: expected an RFC 3339 timestamp, got {_show(value)}")
+    y, mo, d, hh, mm, ss, frac, off = m.groups()
     try:
-        y, mo, d = (int(p) for p in day.split("-"))
-        micro = int((frac or "0").ljust(6, "0")[:6])
         tz = UTC
         if off and off not in ("Z", "z"):
-            sign = 1 if off[0] == "+" else -1
             digits = off[1:].replace(":", "")
-            tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        out = datetime(y, mo, d, int(hh), int(mm), int(ss or 0), micro, tzinfo=tz)
-    except ValueError as exc:
-        raise PayloadError(f"{name}: invalid timestamp {value!r}: {exc}") from None
-    return out.astimezone(UTC)
+            off_h, off_m = int(digits[:2]), int(digits[2:])
+            if off_m > 59:
+                raise ValueError(f"offset minutes {off_m} > 59")
+            sign = 1 if off[0] == "+" else -1
+            tz = timezone(sign * timedelta(hours=off_h, minutes=off_m))
+        micro = int((frac or "0").ljust(6, "0")[:6])
+        out = datetime(int(y), int(mo), int(d), int(hh), int(mm), int(ss or 0), micro, tzinfo=tz)
+        return out.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise PayloadError(f"{name}: invalid timestamp {_show(value)}: {exc}") from None
 
 
 def req_ts(value: Any, name: str) -> datetime:
@@ -109,16 +129,30 @@ def req_ts(value: Any, name: str) -> datetime:
 
 
 def req_str(data: Mapping[str, Any], key: str, prefix: str = "") -> str:
-    value = data.get(key)
-    if value is None or not isinstance(value, str | int) or isinstance(value, bool):
+    """A required, non-empty identifier or enum text; JSON integers are taken as text."""
+    out = opt_str(data.get(key), prefix + key)
+    if out is None:
         raise PayloadError(f"{prefix}{key}: required string is missing")
-    return str(value)
+    return out
 
 
-def opt_str(value: Any) -> str | None:
+def opt_str(value: Any, name: str = "value") -> str | None:
+    """Optional text; None/"" -> None; a JSON integer becomes its digits."""
     if value is None or value == "":
         return None
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value)
+        except ValueError:  # beyond Python's int->str digit limit
+            pass
+    raise PayloadError(f"{name}: expected a string, got {type(value).__name__}")
+
+
+def _text(value: Any, name: str) -> str:
+    """An optional string field as text, "" when null or absent."""
+    return opt_str(value, name) or ""
 
 
 def boolean(value: Any, name: str = "value", default: bool = False) -> bool:
@@ -126,33 +160,68 @@ def boolean(value: Any, name: str = "value", default: bool = False) -> bool:
         return default
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise PayloadError(f"{name}: expected true or false, got {value!r}")
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise PayloadError(f"{name}: expected true or false, got {_show(value)}")
+
+
+def _req_bool(data: Mapping[str, Any], key: str, prefix: str) -> bool:
+    if data.get(key) is None:
+        raise PayloadError(f"{prefix}{key}: required boolean is missing")
+    return boolean(data[key], prefix + key)
+
+
+_E = TypeVar("_E", bound=WireEnum)
+
+
+def _enum(cls: type[_E], value: Any, name: str, default: str = "unknown") -> _E:
+    """An enum member; unknown text -> ``UNKNOWN`` (the raw text stays in ``raw``)."""
+    if value is None or value == "":
+        return cls(default)
+    if not isinstance(value, str):
+        raise PayloadError(f"{name}: expected a string, got {_show(value)}")
+    return cls(value)
+
+
+def _asset_class(value: Any, name: str) -> AssetClass:
+    # Absent or null predates the field (equities); "" is what mleg orders carry: not applicable.
+    return _enum(AssetClass, value, name, "us_equity" if value is None else "")
 
 
 def _mapping(data: Any, what: str) -> Mapping[str, Any]:
+    if data is None:
+        raise PayloadError(f"{what}: required object is missing")
     if not isinstance(data, Mapping):
         raise PayloadError(f"{what}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def _list(value: Any, name: str) -> list[Any] | tuple[Any, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise PayloadError(f"{name}: expected a list, got {type(value).__name__}")
+    return value
 
 
 # -- parsing --------------------------------------------------------------------------------------
 
 
 def parse_order(data: Any) -> OrderReport:
-    d = _mapping(data, "order")
-    p = "order."
-    legs = d.get("legs") or ()
-    if not isinstance(legs, list | tuple):
-        raise PayloadError(f"{p}legs: expected a list")
+    return _parse_order(data, "order")
+
+
+def _parse_order(data: Any, where: str) -> OrderReport:
+    d = _mapping(data, where)
+    p = where + "."
+    legs = _list(d.get("legs"), p + "legs")
     return OrderReport(
         id=req_str(d, "id", p),
         client_order_id=req_str(d, "client_order_id", p),
-        symbol=str(d.get("symbol") or ""),
-        side=Side(d.get("side") or "unknown"),
-        type=OrderType(d.get("type") or d.get("order_type") or "unknown"),
-        time_in_force=TimeInForce(d.get("time_in_force") or "unknown"),
+        symbol=_text(d.get("symbol"), p + "symbol"),
+        side=_enum(Side, d.get("side"), p + "side"),
+        type=_enum(OrderType, d.get("type") or d.get("order_type"), p + "type"),
+        time_in_force=_enum(TimeInForce, d.get("time_in_force"), p + "time_in_force"),
         status=OrderStatus(req_str(d, "status", p)),
         qty=dec(d.get("qty"), p + "qty"),
         notional=dec(d.get("notional"), p + "notional"),
@@ -166,35 +235,39 @@ def parse_order(data: Any) -> OrderReport:
         expired_at=ts(d.get("expired_at"), p + "expired_at"),
         failed_at=ts(d.get("failed_at"), p + "failed_at"),
         replaced_at=ts(d.get("replaced_at"), p + "replaced_at"),
-        replaced_by=opt_str(d.get("replaced_by")),
-        replaces=opt_str(d.get("replaces")),
+        replaced_by=opt_str(d.get("replaced_by"), p + "replaced_by"),
+        replaces=opt_str(d.get("replaces"), p + "replaces"),
         limit_price=dec(d.get("limit_price"), p + "limit_price"),
         stop_price=dec(d.get("stop_price"), p + "stop_price"),
         trail_price=dec(d.get("trail_price"), p + "trail_price"),
         trail_percent=dec(d.get("trail_percent"), p + "trail_percent"),
         hwm=dec(d.get("hwm"), p + "hwm"),
         extended_hours=boolean(d.get("extended_hours"), p + "extended_hours"),
-        asset_class=AssetClass(d.get("asset_class") or "us_equity"),
-        asset_id=opt_str(d.get("asset_id")),
-        order_class=str(d.get("order_class") or ""),
-        legs=tuple(parse_order(leg) for leg in legs),
+        asset_class=_asset_class(d.get("asset_class"), p + "asset_class"),
+        asset_id=opt_str(d.get("asset_id"), p + "asset_id"),
+        order_class=_text(d.get("order_class"), p + "order_class"),
+        legs=tuple(_parse_order(leg, f"{p}legs[{i}]") for i, leg in enumerate(legs)),
+        expires_at=ts(d.get("expires_at"), p + "expires_at"),
+        cancel_requested_at=ts(d.get("cancel_requested_at"), p + "cancel_requested_at"),
+        position_intent=opt_str(d.get("position_intent"), p + "position_intent"),
         raw=dict(d),
     )
 
 
 def parse_trade_update(data: Any) -> TradeUpdate:
     """The ``data`` object of a ``trade_updates`` message."""
-    d = _mapping(data, "trade update")
-    event_raw = req_str(d, "event", "trade_update.")
+    d = _mapping(data, "trade_update")
+    p = "trade_update."
+    event_raw = req_str(d, "event", p)
     return TradeUpdate(
         event=TradeEvent(event_raw),
         event_raw=event_raw,
-        timestamp=req_ts(d.get("timestamp") or d.get("at"), "trade_update.timestamp"),
-        order=parse_order(d.get("order")),
-        execution_id=opt_str(d.get("execution_id")),
-        price=dec(d.get("price"), "trade_update.price"),
-        qty=dec(d.get("qty"), "trade_update.qty"),
-        position_qty=dec(d.get("position_qty"), "trade_update.position_qty"),
+        timestamp=req_ts(d.get("timestamp") or d.get("at"), p + "timestamp"),
+        order=_parse_order(d.get("order"), p + "order"),
+        execution_id=opt_str(d.get("execution_id"), p + "execution_id"),
+        price=dec(d.get("price"), p + "price"),
+        qty=dec(d.get("qty"), p + "qty"),
+        position_qty=dec(d.get("position_qty"), p + "position_qty"),
     )
 
 
@@ -202,7 +275,7 @@ def parse_position(data: Any) -> PositionReport:
     d = _mapping(data, "position")
     p = "position."
     qty = req_dec(d.get("qty"), p + "qty")
-    side = PositionSide(d.get("side") or ("short" if qty < 0 else "long"))
+    side = _enum(PositionSide, d.get("side"), p + "side", "short" if qty < 0 else "long")
     if side is PositionSide.SHORT and qty > 0:
         qty = -qty  # some payloads report short size unsigned; we keep it signed
     return PositionReport(
@@ -210,15 +283,16 @@ def parse_position(data: Any) -> PositionReport:
         qty=qty,
         avg_entry_price=req_dec(d.get("avg_entry_price"), p + "avg_entry_price"),
         side=side,
-        asset_class=AssetClass(d.get("asset_class") or "us_equity"),
-        asset_id=opt_str(d.get("asset_id")),
-        exchange=str(d.get("exchange") or ""),
+        asset_class=_asset_class(d.get("asset_class"), p + "asset_class"),
+        asset_id=opt_str(d.get("asset_id"), p + "asset_id"),
+        exchange=_text(d.get("exchange"), p + "exchange"),
         qty_available=dec(d.get("qty_available"), p + "qty_available"),
         market_value=dec(d.get("market_value"), p + "market_value"),
         cost_basis=dec(d.get("cost_basis"), p + "cost_basis"),
         unrealized_pl=dec(d.get("unrealized_pl"), p + "unrealized_pl"),
         current_price=dec(d.get("current_price"), p + "current_price"),
         lastday_price=dec(d.get("lastday_price"), p + "lastday_price"),
+        raw=dict(d),
     )
 
 
@@ -230,7 +304,7 @@ def parse_account(data: Any) -> AccountReport:
         id=req_str(d, "id", p),
         account_number=req_str(d, "account_number", p),
         status=req_str(d, "status", p),
-        currency=str(d.get("currency") or "USD"),
+        currency=_text(d.get("currency"), p + "currency") or "USD",
         cash=dec(d.get("cash"), p + "cash") or zero,
         equity=dec(d.get("equity"), p + "equity") or zero,
         buying_power=dec(d.get("buying_power"), p + "buying_power") or zero,
@@ -250,32 +324,34 @@ def parse_account(data: Any) -> AccountReport:
 def parse_asset(data: Any) -> AssetInfo:
     d = _mapping(data, "asset")
     p = "asset."
-    attrs = d.get("attributes") or []
-    if not isinstance(attrs, list):
-        raise PayloadError(f"{p}attributes: expected a list")
+    attrs = _list(d.get("attributes"), p + "attributes")
     return AssetInfo(
         id=req_str(d, "id", p),
         symbol=req_str(d, "symbol", p),
-        asset_class=AssetClass(d.get("class") or d.get("asset_class") or "unknown"),
-        exchange=str(d.get("exchange") or ""),
-        status=AssetStatus(d.get("status") or "unknown"),
+        asset_class=_enum(AssetClass, d.get("class") or d.get("asset_class"), p + "class"),
+        exchange=_text(d.get("exchange"), p + "exchange"),
+        status=_enum(AssetStatus, d.get("status"), p + "status"),
         tradable=boolean(d.get("tradable"), p + "tradable"),
         marginable=boolean(d.get("marginable"), p + "marginable"),
         shortable=boolean(d.get("shortable"), p + "shortable"),
         easy_to_borrow=boolean(d.get("easy_to_borrow"), p + "easy_to_borrow"),
         fractionable=boolean(d.get("fractionable"), p + "fractionable"),
-        name=str(d.get("name") or ""),
+        name=_text(d.get("name"), p + "name"),
         min_order_size=dec(d.get("min_order_size"), p + "min_order_size"),
         min_trade_increment=dec(d.get("min_trade_increment"), p + "min_trade_increment"),
         price_increment=dec(d.get("price_increment"), p + "price_increment"),
         maintenance_margin_requirement=dec(
             d.get("maintenance_margin_requirement"), p + "maintenance_margin_requirement"
         ),
-        margin_requirement_long=dec(d.get("margin_requirement_long"), p + "margin_requirement_long"),
+        margin_requirement_long=dec(
+            d.get("margin_requirement_long"), p + "margin_requirement_long"
+        ),
         margin_requirement_short=dec(
             d.get("margin_requirement_short"), p + "margin_requirement_short"
         ),
-        attributes=tuple(str(a) for a in attrs),
+        attributes=tuple(_text(a, f"{p}attributes[{i}]") for i, a in enumerate(attrs)),
+        cusip=opt_str(d.get("cusip"), p + "cusip"),
+        raw=dict(d),
     )
 
 
@@ -283,43 +359,56 @@ def parse_clock(data: Any) -> ClockReport:
     d = _mapping(data, "clock")
     return ClockReport(
         timestamp=req_ts(d.get("timestamp"), "clock.timestamp"),
-        is_open=boolean(d.get("is_open"), "clock.is_open"),
+        is_open=_req_bool(d, "is_open", "clock."),
         next_open=req_ts(d.get("next_open"), "clock.next_open"),
         next_close=req_ts(d.get("next_close"), "clock.next_close"),
     )
 
 
+_HHMM_RE = re.compile(r"(\d{2}):?(\d{2})(?::\d{2})?", re.ASCII)
+
+
 def _hhmm(value: Any, name: str) -> time | None:
+    """``HH:MM`` (``open``/``close``) or ``HHMM`` (``session_*``); seconds are ignored."""
     if value is None or value == "":
         return None
-    text = str(value)
-    m = re.fullmatch(r"(\d{2}):?(\d{2})", text)
-    if not m:
-        raise PayloadError(f"{name}: expected HH:MM, got {value!r}")
+    m = _HHMM_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise PayloadError(f"{name}: expected HH:MM, got {_show(value)}")
     return time(int(m.group(1)), int(m.group(2)))
+
+
+def _date(value: Any, name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise PayloadError(f"{name}: expected YYYY-MM-DD, got {_show(value)}")
 
 
 def parse_calendar_day(data: Any) -> CalendarDay:
     d = _mapping(data, "calendar")
-    try:
-        day = date.fromisoformat(req_str(d, "date", "calendar."))
-    except ValueError:
-        raise PayloadError(f"calendar.date: expected YYYY-MM-DD, got {d.get('date')!r}") from None
+    day = _date(req_str(d, "date", "calendar."), "calendar.date")
     open_, close = _hhmm(d.get("open"), "calendar.open"), _hhmm(d.get("close"), "calendar.close")
-    if open_ is None or close is None:
-        raise PayloadError("calendar: open and close are required")
+    if day is None or open_ is None or close is None:
+        missing = "open" if open_ is None else "close"
+        raise PayloadError(f"calendar.{missing}: required HH:MM is missing")
     return CalendarDay(
         date=day,
         open=open_,
         close=close,
         session_open=_hhmm(d.get("session_open"), "calendar.session_open"),
         session_close=_hhmm(d.get("session_close"), "calendar.session_close"),
+        settlement_date=_date(d.get("settlement_date"), "calendar.settlement_date"),
     )
 
 
 def parse_bar(symbol: str, data: Any) -> Bar:
     d = _mapping(data, "bar")
-    n = d.get("n")
+    n = dec(d.get("n"), "bar.n")
     return Bar(
         symbol=symbol,
         timestamp=req_ts(d.get("t"), "bar.t"),
@@ -328,7 +417,7 @@ def parse_bar(symbol: str, data: Any) -> Bar:
         low=req_dec(d.get("l"), "bar.l"),
         close=req_dec(d.get("c"), "bar.c"),
         volume=dec(d.get("v"), "bar.v") or Decimal("0"),
-        trade_count=int(n) if isinstance(n, int | float) and not isinstance(n, bool) else None,
+        trade_count=int(n) if n is not None and n == n.to_integral_value() else None,
         vwap=dec(d.get("vw"), "bar.vw"),
     )
 
@@ -340,7 +429,7 @@ def num(value: Decimal | int | None) -> str | None:
     """Alpaca's number strings: plain notation, trailing zeros trimmed ("178.5", "100")."""
     if value is None:
         return None
-    d = Decimal(value)
+    d = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
     text = format(d, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -348,18 +437,40 @@ def num(value: Decimal | int | None) -> str | None:
 
 
 def stamp(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with ``Z`` and microseconds (trailing zeros trimmed)."""
+    """RFC 3339 in UTC with ``Z`` and microseconds (trailing zeros trimmed); naive means UTC."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     if value.microsecond:
         text += "." + f"{value.microsecond:06d}".rstrip("0")
     return text + "Z"
 
 
+def _enum_text(member: WireEnum, raw: Mapping[str, Any], key: str, fallback: str = "") -> str:
+    """A member's wire value; for ``UNKNOWN`` the text that was received, else ``fallback``
+    ("" is the real service's "not applicable", e.g. the ``side`` of an mleg order)."""
+    if member.name != "UNKNOWN":
+        return member.value
+    text = raw.get(key) if raw else None
+    return text if isinstance(text, str) else fallback
+
+
+def _raw_text(raw: Mapping[str, Any], key: str) -> str | None:
+    """A received text field we do not model (``subtag``, ``source``), passed through."""
+    text = raw.get(key)
+    return text if isinstance(text, str) and text else None
+
+
 def order_to_wire(o: OrderReport) -> dict[str, Any]:
-    return {
+    """A REST order (``POST/GET /v2/orders``), every documented field present."""
+    return _order_to_wire(o, stream=False)
+
+
+def _order_to_wire(o: OrderReport, stream: bool) -> dict[str, Any]:
+    raw = o.raw or {}
+    order_type = _enum_text(o.type, raw, "type") or _enum_text(o.type, raw, "order_type")
+    out: dict[str, Any] = {
         "id": o.id,
         "client_order_id": o.client_order_id,
         "created_at": stamp(o.created_at),
@@ -374,43 +485,48 @@ def order_to_wire(o: OrderReport) -> dict[str, Any]:
         "replaces": o.replaces,
         "asset_id": o.asset_id,
         "symbol": o.symbol,
-        "asset_class": o.asset_class.value,
+        "asset_class": _enum_text(o.asset_class, raw, "asset_class"),
         "notional": num(o.notional),
         "qty": num(o.qty),
         "filled_qty": num(o.filled_qty),
         "filled_avg_price": num(o.filled_avg_price),
         "order_class": o.order_class,
-        "order_type": o.type.value,
-        "type": o.type.value,
-        "side": o.side.value,
+        "order_type": order_type,
+        "type": order_type,
+        "side": _enum_text(o.side, raw, "side"),
         "position_intent": _position_intent(o),
-        "time_in_force": o.time_in_force.value,
+        "time_in_force": _enum_text(o.time_in_force, raw, "time_in_force"),
         "limit_price": num(o.limit_price),
         "stop_price": num(o.stop_price),
-        "status": o.status.value,
+        "status": _enum_text(o.status, raw, "status", "unknown"),
         "extended_hours": o.extended_hours,
-        "legs": [order_to_wire(leg) for leg in o.legs] if o.legs else None,
+        "legs": [_order_to_wire(leg, stream) for leg in o.legs] if o.legs else None,
         "trail_percent": num(o.trail_percent),
         "trail_price": num(o.trail_price),
         "hwm": num(o.hwm),
-        "subtag": None,
-        "source": None,
-        "expires_at": None,
+        "subtag": _raw_text(raw, "subtag"),
+        "source": _raw_text(raw, "source"),
+        "expires_at": stamp(o.expires_at),
     }
+    if stream:  # stream copies of an order also carry cancel_requested_at (§4 examples)
+        out["cancel_requested_at"] = stamp(o.cancel_requested_at)
+    return out
 
 
 def _position_intent(o: OrderReport) -> str | None:
-    intent = o.raw.get("position_intent") if o.raw else None
+    intent = o.position_intent or (o.raw.get("position_intent") if o.raw else None)
     if intent:
         return str(intent)
     return None
 
 
 def trade_update_to_wire(u: TradeUpdate) -> dict[str, Any]:
+    """A ``trade_updates`` message; fill events carry ``execution_id``, ``price``, ``qty`` and
+    ``position_qty`` (numbers as strings)."""
     data: dict[str, Any] = {
         "event": u.event_raw or u.event.value,
         "timestamp": stamp(u.timestamp),
-        "order": order_to_wire(u.order),
+        "order": _order_to_wire(u.order, stream=True),
     }
     if u.event.is_fill or u.execution_id is not None:
         data["execution_id"] = u.execution_id
@@ -420,30 +536,55 @@ def trade_update_to_wire(u: TradeUpdate) -> dict[str, Any]:
     return {"stream": "trade_updates", "data": data}
 
 
+# Alpaca's ratios carry 16 decimal places ("0.0337182984156462"); the wide context keeps a large
+# ratio from overflowing the default 28 digits.
+_RATIO = Decimal("1e-16")
+_WIDE = Context(prec=80)
+
+
+def _ratio(numerator: Decimal | None, denominator: Decimal | None) -> str | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return num(_WIDE.divide(numerator, abs(denominator)).quantize(_RATIO, context=_WIDE))
+
+
 def position_to_wire(p: PositionReport) -> dict[str, Any]:
+    """A position; the ratio and intraday fields are derived as Alpaca defines them."""
+    intraday_pl = None
+    if p.current_price is not None and p.lastday_price is not None:
+        intraday_pl = p.qty * (p.current_price - p.lastday_price)
+    marginable = p.raw.get("asset_marginable") if p.raw else None
+    if not isinstance(marginable, bool):
+        marginable = p.asset_class not in (AssetClass.CRYPTO, AssetClass.CRYPTO_PERP)
+    day_change = None
+    if p.current_price is not None and p.lastday_price is not None:
+        day_change = p.current_price - p.lastday_price
     return {
         "asset_id": p.asset_id,
         "symbol": p.symbol,
         "exchange": p.exchange,
-        "asset_class": p.asset_class.value,
-        "asset_marginable": True,
+        "asset_class": _enum_text(p.asset_class, p.raw, "asset_class"),
+        "asset_marginable": marginable,
         "qty": num(p.qty),
         "qty_available": num(p.qty_available if p.qty_available is not None else p.qty),
         "avg_entry_price": num(p.avg_entry_price),
-        "side": p.side.value,
+        "side": _enum_text(p.side, p.raw, "side", "long" if p.qty >= 0 else "short"),
         "market_value": num(p.market_value),
         "cost_basis": num(p.cost_basis),
         "unrealized_pl": num(p.unrealized_pl),
-        "unrealized_plpc": None,
-        "unrealized_intraday_pl": None,
-        "unrealized_intraday_plpc": None,
+        "unrealized_plpc": _ratio(p.unrealized_pl, p.cost_basis),
+        "unrealized_intraday_pl": num(intraday_pl),
+        "unrealized_intraday_plpc": _ratio(
+            intraday_pl, None if p.lastday_price is None else p.qty * p.lastday_price
+        ),
         "current_price": num(p.current_price),
         "lastday_price": num(p.lastday_price),
-        "change_today": None,
+        "change_today": _ratio(day_change, p.lastday_price),
     }
 
 
 def account_to_wire(a: AccountReport, created_at: datetime) -> dict[str, Any]:
+    """``GET /v2/account`` without the PDT fields Alpaca removed on 2026-07-06."""
     return {
         "id": a.id,
         "account_number": a.account_number,
@@ -482,40 +623,50 @@ def account_to_wire(a: AccountReport, created_at: datetime) -> dict[str, Any]:
     }
 
 
+def _json_number(value: Decimal | None) -> int | float | None:
+    """A JSON number: an int when integral (``30``), else a float."""
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def asset_to_wire(a: AssetInfo) -> dict[str, Any]:
+    """An asset; the crypto size and price increments (strings) appear on crypto assets or
+    whenever they are known."""
     out: dict[str, Any] = {
         "id": a.id,
-        "class": a.asset_class.value,
+        "class": _enum_text(a.asset_class, a.raw, "class"),
         "exchange": a.exchange,
         "symbol": a.symbol,
         "name": a.name,
-        "status": a.status.value,
+        "status": _enum_text(a.status, a.raw, "status"),
         "tradable": a.tradable,
         "marginable": a.marginable,
         "shortable": a.shortable,
         "easy_to_borrow": a.easy_to_borrow,
         "fractionable": a.fractionable,
-        "maintenance_margin_requirement": (
-            int(a.maintenance_margin_requirement)
-            if a.maintenance_margin_requirement is not None
-            else None
-        ),
+        "cusip": a.cusip,
+        "maintenance_margin_requirement": _json_number(a.maintenance_margin_requirement),
         "margin_requirement_long": num(a.margin_requirement_long),
         "margin_requirement_short": num(a.margin_requirement_short),
         "attributes": list(a.attributes),
     }
-    if a.asset_class is AssetClass.CRYPTO:
+    increments = (a.min_order_size, a.min_trade_increment, a.price_increment)
+    crypto = a.asset_class in (AssetClass.CRYPTO, AssetClass.CRYPTO_PERP)
+    if crypto or any(v is not None for v in increments):
         out["min_order_size"] = num(a.min_order_size)
         out["min_trade_increment"] = num(a.min_trade_increment)
         out["price_increment"] = num(a.price_increment)
     return out
 
 
-def clock_to_wire(c: ClockReport, tz: Any) -> dict[str, Any]:
-    """Clock fields in the exchange's offset (``-04:00``/``-05:00``), as the real API sends."""
+def clock_to_wire(c: ClockReport, tz: tzinfo | None = None) -> dict[str, Any]:
+    """Clock fields in the exchange's offset (``-04:00``/``-05:00``), as the real API sends.
+    ``tz`` defaults to America/New_York."""
+    zone = tz if tz is not None else ZoneInfo("America/New_York")
 
     def local(t: datetime) -> str:
-        return t.astimezone(tz).isoformat()
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(zone).isoformat()
 
     return {
         "timestamp": local(c.timestamp),
@@ -526,6 +677,8 @@ def clock_to_wire(c: ClockReport, tz: Any) -> dict[str, Any]:
 
 
 def calendar_day_to_wire(d: CalendarDay) -> dict[str, Any]:
+    """A calendar day: ``open``/``close`` as ``HH:MM``, ``session_*`` as ``HHMM``."""
+
     def hhmm(t: time | None, colon: bool = True) -> str | None:
         if t is None:
             return None
@@ -537,18 +690,19 @@ def calendar_day_to_wire(d: CalendarDay) -> dict[str, Any]:
         "close": hhmm(d.close),
         "session_open": hhmm(d.session_open, colon=False),
         "session_close": hhmm(d.session_close, colon=False),
-        "settlement_date": None,
+        "settlement_date": d.settlement_date.isoformat() if d.settlement_date else None,
     }
 
 
 def bar_to_wire(b: Bar) -> dict[str, Any]:
+    """A bar as the data API sends it: JSON numbers (volume fractional only for crypto)."""
     return {
         "t": stamp(b.timestamp),
         "o": float(b.open),
         "h": float(b.high),
         "l": float(b.low),
         "c": float(b.close),
-        "v": int(b.volume),
+        "v": _json_number(b.volume),
         "n": b.trade_count if b.trade_count is not None else 0,
         "vw": float(b.vwap if b.vwap is not None else b.close),
     }
