@@ -550,3 +550,127 @@ def test_factory_builds_the_throttler_lazily_from_settings(tmp_path):
     assert th is services.throttler and th.clock is clock and not th.shared
     assert th.budget("alpaca_trading") == 180
     services.close()
+
+
+# -- leases of a shared budget ------------------------------------------------------------------
+
+
+def shared_pair(tmp_path, clock, defs, **kw):
+    """Two throttlers on one store file, as two processes would have."""
+    kw.setdefault("safety_margin", 0.0)
+    return [
+        Throttler(clock, defs, store=Store.open(tmp_path / "m.db"), shared=True, **kw)
+        for _ in range(2)
+    ]
+
+
+def count_transactions(store: Store) -> list[int]:
+    """Count the write transactions of ``store`` from now on."""
+    seen = [0]
+    write = store.write
+
+    def counted():
+        seen[0] += 1
+        return write()
+
+    store.write = counted
+    return seen
+
+
+def test_a_burst_on_a_roomy_shared_budget_spends_leased_slots_without_the_store(tmp_path):
+    clock = BacktestClock(T0)
+    (th,) = shared_pair(tmp_path, clock, limits(api=(10_000, 60)))[:1]
+    writes = count_transactions(th.store)
+    for _ in range(1000):
+        assert th.acquire("api") == 0.0
+    assert writes[0] < 30  # batches of 1, 2, 4, ... 256: a handful of transactions
+    th.flush()
+    (s,) = th.stats()
+    assert (s.requests, s.used) == (1000, 1000)  # what was spent, not what was leased
+
+
+def test_a_lone_request_books_exactly_its_own_slot(tmp_path):
+    clock = BacktestClock(T0)
+    a, b = shared_pair(tmp_path, clock, limits(api=(64, 1)))
+    a.acquire("api")
+    clock.advance(0.5)  # longer than a lease is valid: no demand, no batch
+    a.acquire("api")
+    assert sends_of(clock, b, "api", 62) == [T0 + timedelta(seconds=0.5)] * 62
+    assert b.acquire("api") == 0.5  # the 64th waits for a's first send to leave
+
+
+def test_leftover_leased_slots_go_back_on_flush_for_another_process(tmp_path):
+    clock = BacktestClock(T0)
+    a, b = shared_pair(tmp_path, clock, limits(api=(64, 1)))  # batches up to 2 (1/32)
+    for _ in range(3):
+        a.acquire("api")  # batches of 1 and 2, then a lease of 2 with 1 left over
+    a.flush()
+    assert sends_of(clock, b, "api", 61) == [T0] * 61  # 64 - 3: the leftover came back
+    assert b.acquire("api") == 1.0
+
+
+def test_a_hold_from_another_process_stops_a_lease_at_once(tmp_path):
+    clock = BacktestClock(T0)
+    a, b = shared_pair(tmp_path, clock, limits(api=(640, 60)))
+    for _ in range(8):
+        b.acquire("api")  # b now holds leased slots it has not spent
+    a.observe("api", 429, {"Retry-After": "5"})
+    assert b.acquire("api") == 5.0
+
+
+def test_an_expired_lease_is_not_spent(tmp_path):
+    clock = BacktestClock(T0)
+    a, b = shared_pair(tmp_path, clock, limits(api=(640, 1)))
+    for _ in range(8):
+        a.acquire("api")
+    writes = count_transactions(a.store)
+    clock.advance(timedelta(milliseconds=11))  # past the lease's 10 ms (1 % of the window)
+    a.acquire("api")
+    assert writes[0] == 1  # went to the store, and handed the stale rest back there
+    a.flush()
+    assert [s.used for s in b.stats()] == [9]
+
+
+@pytest.mark.parametrize("written_back", [False, True])
+def test_a_leased_slot_spent_late_keeps_its_own_window_counted(tmp_path, written_back):
+    clock = BacktestClock(T0)
+    a, b = shared_pair(tmp_path, clock, limits(api=(64, 1)))
+    sends = []
+    for _ in range(2):  # a batch of 1, then of 2: one slot leased until T0 + 10 ms
+        a.acquire("api")
+        sends.append((clock.now(), 1))
+    late = T0 + timedelta(milliseconds=9)
+    clock.advance_to(late)
+    a.acquire("api")  # spent from the lease, 9 ms after it was booked
+    sends.append((late, 1))
+    if written_back:
+        a.flush()
+    for _ in range(64):  # b takes every slot that frees
+        b.acquire("api")
+        sends.append((clock.now(), 1))
+    # The late slot stays counted a window after it was (or could have been) sent, so b's
+    # last slots wait for its own sends at ``late`` to leave rather than for a's at T0.
+    assert max_in_any_window(sends, SEC) <= 64
+    assert sends[-1][0] == late + SEC
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 30_000), st.integers(1, 3)),
+        min_size=1,
+        max_size=150,
+    ),
+    st.integers(64, 200),
+)
+def test_two_processes_with_leases_never_put_more_than_the_budget_in_any_window(
+    tmp_path_factory, arrivals, limit
+):
+    clock = BacktestClock(T0)
+    pair = shared_pair(tmp_path_factory.mktemp("lease"), clock, limits(api=(limit, 1)))
+    events = []
+    for who, gap, w in arrivals:
+        clock.advance(timedelta(microseconds=gap))
+        pair[who].acquire("api", w)
+        events.append((clock.now(), w))
+    assert max_in_any_window(events, SEC) <= limit

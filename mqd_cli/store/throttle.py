@@ -2,9 +2,12 @@
 
 ``throttle_sends`` holds one row per limit for every send (past) or reservation (future) of the
 last window, in microseconds since the epoch; rows of one acquire share a reservation id
-(``rid``). ``phantom = 1`` rows stand for usage the server reported that is not ours. Every
-acquire is one ``BEGIN IMMEDIATE`` transaction over these rows, so several processes never
-admit more than the budget between them. ``throttle_stats`` keeps one row per (limit, process)
+(``rid``). A row may be sent from ``at`` until ``latest`` and stays counted one window after
+``latest``: a plain send has ``latest = at``; slots leased to a process in one go have
+``latest`` a little later (see ``mqd_cli/throttle/lease.py``). ``phantom = 1`` rows stand for
+usage the server reported that is not ours. Every booking is one ``BEGIN IMMEDIATE``
+transaction over these rows, so several processes never admit more than the budget between
+them. ``throttle_stats`` keeps one row per (limit, process)
 plus a running total row per limit (``process = '*'``).
 """
 
@@ -55,6 +58,12 @@ MIGRATIONS = [
         PRIMARY KEY (limit_name, process)
     );
     """,
+    """
+    ALTER TABLE throttle_sends ADD COLUMN latest INTEGER NOT NULL DEFAULT 0;
+    UPDATE throttle_sends SET latest = at;
+    DROP INDEX throttle_sends_limit_at;
+    CREATE INDEX throttle_sends_limit_latest ON throttle_sends(limit_name, latest);
+    """,
 ]
 
 # Per-process statistics rows older than this are dropped (the '*' totals stay).
@@ -68,10 +77,11 @@ class WindowTx:
         self._cur = cur
 
     def window(self, name: str, since: int) -> tuple[int, int | None, int]:
-        """Drop the rows of one limit at or before ``since``; return (weight of the rows left,
-        newest row time, hold_until). The running total keeps this O(1) in the window size."""
+        """Drop the rows of one limit sent at the latest at or before ``since``; return (weight
+        of the rows left, newest row start, hold_until). The running total keeps this O(1) in
+        the window size."""
         expired = self._cur.execute(
-            "DELETE FROM throttle_sends WHERE limit_name = ? AND at <= ? RETURNING weight",
+            "DELETE FROM throttle_sends WHERE limit_name = ? AND latest <= ? RETURNING weight",
             (name, since),
         ).fetchall()
         if expired:
@@ -87,19 +97,28 @@ class WindowTx:
         return row[0], row[1] or None, row[2]
 
     def oldest_first(self, name: str, since: int) -> Iterator[tuple[int, int]]:
+        """``(latest, weight)`` of the rows still counted, the first to leave first."""
         # Its own cursor: stopping early closes it, not the transaction's cursor.
         yield from self._cur.connection.execute(
-            "SELECT at, weight FROM throttle_sends WHERE limit_name = ? AND at > ? ORDER BY at",
+            "SELECT latest, weight FROM throttle_sends WHERE limit_name = ? AND latest > ?"
+            " ORDER BY latest",
             (name, since),
         )
 
     def insert(self, rows: Iterable[tuple[str, int, int, int, int]]) -> None:
-        """Rows of ``(limit_name, at, weight, rid, phantom)``."""
+        """Rows of ``(limit_name, at, weight, rid, phantom)``, each sent at ``at``."""
         for name, at, weight, rid, phantom in rows:
+            self.insert_span(name, at, at, weight, rid, phantom)
+
+    def insert_span(
+        self, name: str, at: int, latest: int, weight: int, rid: int, phantom: int = 0
+    ) -> None:
+        """One row that may be sent any time from ``at`` to ``latest``."""
+        if weight > 0:
             self._cur.execute(
-                "INSERT INTO throttle_sends(limit_name, at, weight, rid, phantom)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (name, at, weight, rid, phantom),
+                "INSERT INTO throttle_sends(limit_name, at, latest, weight, rid, phantom)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, at, latest, weight, rid, phantom),
             )
             self._cur.execute(
                 "INSERT INTO throttle_state(limit_name, total, last_at) VALUES (?, ?, ?)"
@@ -111,8 +130,8 @@ class WindowTx:
     def future(self, name: str, after: int) -> list[int]:
         """Reservation ids of this limit not yet due, in queue order."""
         rows = self._cur.execute(
-            "SELECT rid FROM throttle_sends WHERE limit_name = ? AND at > ? AND phantom = 0"
-            " ORDER BY at, id",
+            "SELECT rid FROM throttle_sends WHERE limit_name = ?1 AND latest > ?2 AND at > ?2"
+            " AND phantom = 0 ORDER BY at, id",
             (name, after),
         ).fetchall()
         return [r[0] for r in rows]
@@ -194,7 +213,7 @@ def peek(store: Store, name: str, since: int) -> tuple[int, int | None, int]:
     row = store.query_one(
         "SELECT COALESCE(SUM(weight), 0), MAX(at),"
         " (SELECT hold_until FROM throttle_state WHERE limit_name = ?1)"
-        " FROM throttle_sends WHERE limit_name = ?1 AND at > ?2",
+        " FROM throttle_sends WHERE limit_name = ?1 AND latest > ?2",
         (name, since),
     )
     return row[0], row[1], row[2] or 0
@@ -208,11 +227,11 @@ def reserved_at(store: Store, rid: int) -> int | None:
 
 
 def usage(store: Store, name: str, since: int, now: int) -> tuple[int, int]:
-    """(weight sent in ``(since, now]``, weight reserved after ``now``) for one limit."""
+    """(weight sent or leased still counted after ``since``, weight reserved after ``now``)."""
     row = store.query_one(
         "SELECT COALESCE(SUM(CASE WHEN at <= ?2 THEN weight END), 0),"
         " COALESCE(SUM(CASE WHEN at > ?2 THEN weight END), 0)"
-        " FROM throttle_sends WHERE limit_name = ?3 AND at > ?1",
+        " FROM throttle_sends WHERE limit_name = ?3 AND latest > ?1",
         (since, now, name),
     )
     return row[0], row[1]
