@@ -2,8 +2,9 @@
 
 The order tracker writes one short transaction per event (or per batch of events): the journal
 row first, then the orders, fills and positions it changed, so the materialised tables never
-hold an effect whose cause is not in the journal. Decimals are stored as exact text, times as
-UTC ISO-8601 text with microseconds (text order is time order).
+hold an effect whose cause is not in the journal. An order's fixed terms are JSON written once
+(``orders.state``); what an event changes is a handful of columns. Decimals are stored as exact
+text, times as UTC ISO-8601 text with microseconds (text order is time order).
 """
 
 from __future__ import annotations
@@ -90,79 +91,147 @@ MIGRATIONS = [
         value TEXT NOT NULL
     );
     """,
+    # v2: what changes on every event is stored as columns, so an event rewrites a few short
+    # values instead of the whole order as JSON; `orders.state` keeps the fixed terms (JSON,
+    # written once). Positions move to `order_positions`, one column per field.
+    """
+    ALTER TABLE orders ADD COLUMN previous_status TEXT;
+    ALTER TABLE orders ADD COLUMN submit_state TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE orders ADD COLUMN last_event_at TEXT;
+    ALTER TABLE orders ADD COLUMN replaced_by TEXT;
+    ALTER TABLE orders ADD COLUMN cum_qty TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE orders ADD COLUMN cum_avg TEXT;
+    ALTER TABLE orders ADD COLUMN fallback_price TEXT;
+    ALTER TABLE orders ADD COLUMN illegal INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE orders ADD COLUMN flags TEXT NOT NULL DEFAULT '[]';
+    UPDATE orders SET
+        previous_status = json_extract(state, '$.previous_status'),
+        submit_state = coalesce(json_extract(state, '$.submit_state'), 'pending'),
+        last_event_at = json_extract(state, '$.last_event_at'),
+        replaced_by = json_extract(state, '$.replaced_by'),
+        cum_qty = coalesce(json_extract(state, '$.cum_qty'), '0'),
+        cum_avg = json_extract(state, '$.cum_avg'),
+        fallback_price = json_extract(state, '$.fallback_price'),
+        illegal = coalesce(json_extract(state, '$.illegal'), 0),
+        flags = coalesce(json_extract(state, '$.flags'), '[]');
+    UPDATE orders SET state = json_remove(state, '$.status', '$.previous_status',
+        '$.broker_id', '$.submit_state', '$.updated_at', '$.last_event_at', '$.replaced_by',
+        '$.cum_qty', '$.cum_avg', '$.fallback_price', '$.illegal', '$.flags',
+        '$.synthetic_fill_ids');
+    CREATE TABLE order_positions (
+        symbol TEXT PRIMARY KEY,
+        qty TEXT NOT NULL,
+        cost TEXT NOT NULL,
+        realized_pnl TEXT NOT NULL,
+        fees TEXT NOT NULL,
+        opened_at TEXT,
+        entry_key TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        rt_entry_qty TEXT NOT NULL,
+        rt_entry_notional TEXT NOT NULL,
+        rt_exit_qty TEXT NOT NULL,
+        rt_exit_notional TEXT NOT NULL,
+        rt_realized TEXT NOT NULL,
+        rt_fees TEXT NOT NULL,
+        avg_price TEXT
+    );
+    INSERT INTO order_positions SELECT
+        symbol, qty,
+        coalesce(json_extract(state, '$.cost'), '0'),
+        realized_pnl,
+        coalesce(json_extract(state, '$.fees'), '0'),
+        json_extract(state, '$.opened_at'),
+        coalesce(json_extract(state, '$.entry_key'), ''),
+        coalesce(json_extract(state, '$.strategy'), ''),
+        coalesce(json_extract(state, '$.rt_entry_qty'), '0'),
+        coalesce(json_extract(state, '$.rt_entry_notional'), '0'),
+        coalesce(json_extract(state, '$.rt_exit_qty'), '0'),
+        coalesce(json_extract(state, '$.rt_exit_notional'), '0'),
+        coalesce(json_extract(state, '$.rt_realized'), '0'),
+        coalesce(json_extract(state, '$.rt_fees'), '0'),
+        avg_price
+    FROM positions;
+    DROP TABLE positions;
+    """,
 ]
 
 
+_TS_CACHE: dict[datetime, str] = {}
+
+
 def ts(value: datetime | None) -> str | None:
-    """The stored form of a time: UTC, fixed width."""
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+    """The stored form of a time: UTC, fixed width. Memoised: an event's time is stored as
+    its journal time, the order's update time and its fills' time."""
+    if value is None:
+        return None
+    text = _TS_CACHE.get(value)
+    if text is None:
+        if len(_TS_CACHE) >= 4096:
+            _TS_CACHE.clear()
+        text = _TS_CACHE[value] = value.astimezone(UTC).isoformat(timespec="microseconds")
+    return text
 
 
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), default=str)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+dumps = _ENCODER.encode  # compact JSON; one shared encoder (building one per call is slow)
 
 
-# -- rows the tracker writes ----------------------------------------------------------------------
+# -- rows the tracker writes (tuples in the column order of the statements below) -----------------
+
+EVENT_COLUMNS = "event_time, source, client_order_id, event, outcome, detail, payload"
+ORDER_COLUMNS = (
+    "client_order_id, symbol, side, strategy, external, created_at, state, status,"
+    " previous_status, broker_id, submit_state, updated_at, last_event_at, replaced_by,"
+    " cum_qty, cum_avg, fallback_price, illegal, flags, filled_qty, avg_price"
+)
+FILL_COLUMNS = (
+    "fill_id, client_order_id, symbol, side, qty, price, fee, timestamp, synthetic, source"
+)
+POSITION_COLUMNS = (
+    "symbol, qty, cost, realized_pnl, fees, opened_at, entry_key, strategy, rt_entry_qty,"
+    " rt_entry_notional, rt_exit_qty, rt_exit_notional, rt_realized, rt_fees, avg_price"
+)
 
 
-@dataclass(frozen=True)
-class EventRow:
-    event_time: str | None
-    source: str
-    client_order_id: str | None
-    event: str
-    outcome: str
-    detail: str
-    payload: str
+def _marks(columns: str) -> str:
+    return ", ".join("?" * (columns.count(",") + 1))
 
 
-@dataclass(frozen=True)
-class OrderRow:
-    client_order_id: str
-    broker_id: str | None
-    symbol: str
-    side: str
-    status: str
-    strategy: str
-    external: bool
-    filled_qty: str
-    avg_price: str | None
-    created_at: str
-    updated_at: str
-    state: str
+def _updates(columns: str, keep: int) -> str:
+    return ", ".join(f"{c} = excluded.{c}" for c in columns.replace(" ", "").split(",")[keep:])
 
 
-@dataclass(frozen=True)
-class FillRow:
-    fill_id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    qty: str
-    price: str
-    fee: str
-    timestamp: str
-    synthetic: bool
-    source: str
-
-
-@dataclass(frozen=True)
-class PositionRow:
-    symbol: str
-    qty: str
-    avg_price: str | None
-    realized_pnl: str
-    state: str
+_INSERT_EVENTS = (
+    f"INSERT INTO order_events (recorded_at, {EVENT_COLUMNS}) VALUES (?, {_marks(EVENT_COLUMNS)})"
+)
+_UPSERT_SEQUENCES = (
+    "INSERT INTO order_sequences (strategy, symbol, last_seq) VALUES (?, ?, ?)"
+    " ON CONFLICT(strategy, symbol) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"
+)
+# The fixed terms (the first 7 columns) are written once; a conflict updates the rest.
+_UPSERT_ORDERS = (
+    f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({_marks(ORDER_COLUMNS)})"
+    f" ON CONFLICT(client_order_id) DO UPDATE SET {_updates(ORDER_COLUMNS, 7)}"
+)
+_INSERT_FILLS = (
+    f"INSERT OR IGNORE INTO order_fills ({FILL_COLUMNS}) VALUES ({_marks(FILL_COLUMNS)})"
+)
+_UPSERT_POSITIONS = (
+    f"INSERT INTO order_positions ({POSITION_COLUMNS}) VALUES ({_marks(POSITION_COLUMNS)})"
+    f" ON CONFLICT(symbol) DO UPDATE SET {_updates(POSITION_COLUMNS, 1)}"
+)
 
 
 @dataclass
 class Changes:
-    """Everything one event (or one batch) changes, written in one transaction."""
+    """Everything one event (or one batch) changes, written in one transaction. Rows are
+    tuples in the order of ``EVENT_COLUMNS``, ``ORDER_COLUMNS``, ``FILL_COLUMNS`` and
+    ``POSITION_COLUMNS``."""
 
-    events: list[EventRow]
-    orders: list[OrderRow]
-    fills: list[FillRow]
-    positions: list[PositionRow]
+    events: list[tuple]
+    orders: list[tuple]
+    fills: list[tuple]
+    positions: list[tuple]
     sequences: list[tuple[str, str, int]]
     outbox: list[tuple[str, str]]
 
@@ -181,85 +250,30 @@ class Changes:
         )
 
 
-def astuple_event(e: EventRow) -> tuple:
-    return (e.event_time, e.source, e.client_order_id, e.event, e.outcome, e.detail, e.payload)
-
-
 def write_changes(store: Store, ch: Changes, recorded_at: str = "") -> int | None:
     """Journal first, then state, in one short transaction. Returns the last journal id.
 
     ``recorded_at`` (when the batch was journaled) is shared by the batch's events."""
     last_id = None
     with store.write() as cur:
-        if ch.events:
-            cur.executemany(
-                "INSERT INTO order_events (recorded_at, event_time, source, client_order_id,"
-                " event, outcome, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(recorded_at, *astuple_event(e)) for e in ch.events],
-            )
+        events = ch.events
+        if len(events) == 1:
+            cur.execute(_INSERT_EVENTS, (recorded_at, *events[0]))
+            last_id = cur.lastrowid
+        elif events:
+            cur.executemany(_INSERT_EVENTS, [(recorded_at, *e) for e in events])
             last_id = cur.execute("SELECT last_insert_rowid()").fetchone()[0]
         if ch.sequences:
-            cur.executemany(
-                "INSERT INTO order_sequences (strategy, symbol, last_seq) VALUES (?, ?, ?)"
-                " ON CONFLICT(strategy, symbol) DO UPDATE SET"
-                " last_seq = max(last_seq, excluded.last_seq)",
-                ch.sequences,
-            )
-        if ch.orders:
-            cur.executemany(
-                "INSERT INTO orders (client_order_id, broker_id, symbol, side, status, strategy,"
-                " external, filled_qty, avg_price, created_at, updated_at, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(client_order_id) DO UPDATE SET broker_id = excluded.broker_id,"
-                " status = excluded.status, external = excluded.external,"
-                " filled_qty = excluded.filled_qty, avg_price = excluded.avg_price,"
-                " updated_at = excluded.updated_at, state = excluded.state",
-                [
-                    (
-                        o.client_order_id,
-                        o.broker_id,
-                        o.symbol,
-                        o.side,
-                        o.status,
-                        o.strategy,
-                        int(o.external),
-                        o.filled_qty,
-                        o.avg_price,
-                        o.created_at,
-                        o.updated_at,
-                        o.state,
-                    )
-                    for o in ch.orders
-                ],
-            )
-        if ch.fills:
-            cur.executemany(
-                "INSERT OR IGNORE INTO order_fills (fill_id, client_order_id, symbol, side, qty,"
-                " price, fee, timestamp, synthetic, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        f.fill_id,
-                        f.client_order_id,
-                        f.symbol,
-                        f.side,
-                        f.qty,
-                        f.price,
-                        f.fee,
-                        f.timestamp,
-                        int(f.synthetic),
-                        f.source,
-                    )
-                    for f in ch.fills
-                ],
-            )
-        if ch.positions:
-            cur.executemany(
-                "INSERT INTO positions (symbol, qty, avg_price, realized_pnl, state)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty,"
-                " avg_price = excluded.avg_price, realized_pnl = excluded.realized_pnl,"
-                " state = excluded.state",
-                [(p.symbol, p.qty, p.avg_price, p.realized_pnl, p.state) for p in ch.positions],
-            )
+            cur.executemany(_UPSERT_SEQUENCES, ch.sequences)
+        for sql, rows in (
+            (_UPSERT_ORDERS, ch.orders),
+            (_INSERT_FILLS, ch.fills),
+            (_UPSERT_POSITIONS, ch.positions),
+        ):
+            if len(rows) == 1:
+                cur.execute(sql, rows[0])
+            elif rows:
+                cur.executemany(sql, rows)
         if ch.outbox:
             cur.executemany(
                 "INSERT OR IGNORE INTO trade_outbox (trade_id, trade) VALUES (?, ?)", ch.outbox
@@ -289,7 +303,16 @@ def sequences(store: Store) -> dict[tuple[str, str], int]:
 
 
 def order_states(store: Store) -> list[dict[str, Any]]:
-    return [json.loads(r["state"]) for r in store.query("SELECT state FROM orders")]
+    """Each order as one dict of stored text: its fixed terms (from ``state``) and the
+    columns that change (``flags`` decoded to a list)."""
+    out = []
+    for r in store.query(f"SELECT {ORDER_COLUMNS} FROM orders"):
+        d = json.loads(r["state"])
+        d.update(zip(r.keys(), r, strict=True))
+        del d["state"]
+        d["flags"] = json.loads(d["flags"])
+        out.append(d)
+    return out
 
 
 def fill_rows(store: Store) -> list[Any]:
@@ -297,7 +320,7 @@ def fill_rows(store: Store) -> list[Any]:
 
 
 def position_states(store: Store) -> list[dict[str, Any]]:
-    return [json.loads(r["state"]) for r in store.query("SELECT state FROM positions")]
+    return [dict(r) for r in store.query(f"SELECT {POSITION_COLUMNS} FROM order_positions")]
 
 
 def outbox(store: Store) -> list[tuple[str, str]]:
