@@ -185,6 +185,52 @@ def test_random_arrivals_never_put_more_than_the_budget_in_any_window(arrivals, 
     assert max_in_any_window(events, SEC) <= limit
 
 
+class CountingClock(BacktestClock):
+    """Counts every read of the time."""
+
+    reads = 0
+
+    def now(self):
+        self.reads += 1
+        return super().now()
+
+    def monotonic(self):
+        self.reads += 1
+        return super().monotonic()
+
+
+class SteppedClock(BacktestClock):
+    """A wall clock that an operator (or NTP) steps, beside a monotonic clock that never jumps."""
+
+    step = timedelta(0)
+
+    def now(self):
+        return super().now() + self.step
+
+
+async def test_an_uncontended_acquire_reads_the_clock_once():
+    clock = CountingClock(T0)
+    th = Throttler(clock, limits(api=(100, 1), quote=(50, 1, "api")))
+    th.acquire("api")
+    th.acquire("quote")
+    clock.reads = 0
+    for _ in range(5):
+        th.acquire("api")
+        await th.acquire_async("quote", 2)
+    assert clock.reads == 10
+
+
+def test_a_wall_clock_step_neither_reopens_nor_stretches_an_in_memory_window():
+    clock = SteppedClock(T0)
+    th = Throttler(clock, limits(api=(1, 1)), safety_margin=0.0)
+    th.acquire("api")
+    clock.step = timedelta(hours=1)  # forward: the send must not look an hour old
+    assert th.acquire("api") == 1.0
+    clock.step = -timedelta(hours=1)  # backward: the window must not last an extra hour
+    clock.advance(SEC)
+    assert th.acquire("api") == 0.0
+
+
 # -- FIFO and async -----------------------------------------------------------------------------
 
 
@@ -203,6 +249,19 @@ async def test_waiters_are_served_first_come_first_served(make):
     sends = [(t, weights[i]) for i, t in order]
     assert max_in_any_window(sends, SEC) <= 5
     assert order[2][1] == T0 + SEC  # waits for both weight-1 sends to leave
+
+
+async def test_a_call_that_fits_now_still_queues_behind_an_earlier_waiter(make):
+    clock = BacktestClock(T0)
+    th = make(clock, limits(api=(2, 1)))
+    th.acquire("api")  # 1 of 2 used
+    whole = asyncio.ensure_future(th.acquire_async("api", 2))  # queued for T0+1s
+    await asyncio.sleep(0)
+    clock.advance(0.5)
+    # 1 more would fit right now, but the weight-2 waiter came first: its slot, then ours.
+    assert th.acquire("api") == 1.5
+    assert clock.now() == T0 + 2 * SEC
+    await whole
 
 
 async def test_cancelled_waiter_gives_its_slot_back(make):
@@ -488,6 +547,25 @@ def test_backoff_jitter_spreads_retries():
 
 
 # -- stats and sharing --------------------------------------------------------------------------
+
+
+def test_stats_count_every_call_key_on_each_limit_it_draws_on(make):
+    th = make(BacktestClock(T0), limits(quote=(10, 60, "burst"), burst=(30, 1)))
+    th.acquire("quote")
+    th.acquire(["quote"])
+    th.acquire("burst", 2)
+    th.acquire(("burst",))
+    for _ in range(2):  # reading the stats does not count anything twice
+        got = {s.name: (s.requests, s.weight, s.used) for s in th.stats()}
+    assert got == {"quote": (2, 2, 2), "burst": (4, 5, 5)}
+
+
+def test_stats_show_a_hold_as_wall_clock_time(make):
+    clock = BacktestClock(T0)
+    th = make(clock, limits(api=(5, 1)))
+    th.observe("api", 429, {"Retry-After": "5"})
+    (s,) = th.stats()
+    assert (s.hold_until, s.remaining, s.last_429) == (T0 + 5 * SEC, 0, T0)
 
 
 def test_stats_count_waits_and_persist_for_another_process(tmp_path):

@@ -22,9 +22,14 @@ resend); a network error, timeout or 5xx is retried with exponential backoff and
 for idempotent requests. An order submit is re-raised at once: its outcome is unknown and the
 caller must look the order up by ``client_order_id``.
 
+In memory, an acquire that fits now with nobody queued or held ahead of it (the uncontended
+case) reads the monotonic clock once, appends one row per budget and bumps two integers: no
+transaction, no coroutine, no datetime. Anything else takes the general path that books a slot.
+
 Modules: ``limits`` (budgets, presets, config, backoff, headers), ``window`` (the sliding
 window in memory or in the store, and the earliest slot), ``lease`` (batches of shared slots),
-``stats`` (counters and persisted statistics), ``throttler`` (the Throttler).
+``stats`` (counters and persisted statistics), ``feedback`` (rate headers, 429 holds,
+retries), ``throttler`` (the Throttler).
 """
 
 from mqd_cli.throttle.limits import (

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +15,7 @@ from mqd_cli.throttle.limits import RateLimit, from_us, to_us
 
 if TYPE_CHECKING:
     from mqd_cli.store import Store
+    from mqd_cli.throttle.window import Draw
 
 
 @dataclass
@@ -37,6 +42,54 @@ class Counters:
             "last_429": self.last_429,
             "last_reset": self.last_reset,
         }
+
+
+class Tally:
+    """This process's counters per limit, and what it last wrote to the store.
+
+    A call let through counts on its ``Draw`` (two integer increments, whatever its pools);
+    ``fold`` moves those counts onto the limits before anyone reads them. The caller holds
+    the throttler's lock.
+    """
+
+    def __init__(self) -> None:
+        self.counters: dict[str, Counters] = {}
+        self._flushed: dict[str, Counters] = {}
+
+    def counter(self, name: str) -> Counters:
+        c = self.counters.get(name)
+        if c is None:
+            c = self.counters[name] = Counters()
+        return c
+
+    def waited(self, names: Iterable[str], seconds: float) -> None:
+        for name in names:
+            c = self.counter(name)
+            c.waits += 1
+            c.wait_total += seconds
+            c.wait_max = max(c.wait_max, seconds)
+
+    def fold(self, draws: Iterable[Draw]) -> None:
+        for draw in draws:
+            if draw.requests:
+                for name in draw.names:
+                    c = self.counter(name)
+                    c.requests += draw.requests
+                    c.weight += draw.weight
+                draw.requests = draw.weight = 0
+
+    def unflushed(self) -> tuple[list[dict], list[dict]]:
+        """This process's rows (absolute) and the deltas for the totals, of every limit whose
+        counters changed since the last call; they count as written from now on."""
+        rows, totals = [], []
+        for name, c in self.counters.items():
+            old = self._flushed.get(name, Counters())
+            if c == old:
+                continue
+            rows.append({"limit_name": name, **vars(c)})
+            totals.append({"limit_name": name, **c.minus(old)})
+            self._flushed[name] = replace(c)
+        return rows, totals
 
 
 @dataclass(frozen=True)
@@ -157,3 +210,16 @@ def read_stats(
         ]
         out.append(limit_stats(lim, margin, now_us, used, queued, holds.get(name, 0), total, procs))
     return out
+
+
+def process_identity(label: str | None, started: int) -> dict[str, Any]:
+    """This process's key in the statistics: unique per throttler, labelled with its command."""
+    if label is None:
+        args = [os.path.basename(sys.argv[0] or "python")] + sys.argv[1:3]
+        label = " ".join(a for a in args if not a.startswith("-"))[:60]
+    return {
+        "process": f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+        "label": label,
+        "pid": os.getpid(),
+        "started": started,
+    }

@@ -1,39 +1,33 @@
-"""The Throttler: named budgets with weights, pools, FIFO waiting, server feedback, retries,
-statistics, and (shared) leases. See ``mqd_cli/throttle/__init__.py`` for the design."""
+"""The Throttler: named budgets with weights, pools, FIFO waiting, statistics and (shared)
+leases; server feedback and retries are in ``feedback.py``. See ``mqd_cli/throttle/__init__.py``
+for the design."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import random
 import secrets
-import socket
-import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mqd_cli.brokers.errors import BrokerUnavailable, RateLimited
 from mqd_cli.clock import Clock
 from mqd_cli.errors import UsageError
+from mqd_cli.throttle.feedback import ServerFeedback
 from mqd_cli.throttle.lease import Leases, shared_counter
 from mqd_cli.throttle.limits import (
     PRESETS,
     US,
-    RateHeaders,
     RateLimit,
     UnknownLimit,
-    backoff_delay,
     from_us,
-    parse_rate_headers,
     resolve_limits,
     to_us,
 )
-from mqd_cli.throttle.stats import Counters, LimitStats, limit_stats, read_stats
-from mqd_cli.throttle.window import MemoryWindow, StoreWindow, earliest_slot
+from mqd_cli.throttle.stats import LimitStats, Tally, limit_stats, process_identity, read_stats
+from mqd_cli.throttle.window import Draw, MemoryWindow, StoreWindow, earliest_slot
 
 if TYPE_CHECKING:
     from mqd_cli.store import Store
@@ -41,13 +35,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 FLUSH_INTERVAL_US = US  # statistics reach the store at most this long after the event
-
-# A call key expanded: (its limits and pools, their names, the largest weight that can fit).
-Call = tuple[tuple[RateLimit, ...], tuple[str, ...], int]
+NEVER = 1 << 62  # a flush time for a throttler without a store
 
 
-class Throttler:
-    """Named budgets with weights, pools, FIFO waiting, server feedback, retries and stats."""
+class Throttler(ServerFeedback):
+    """Named budgets with weights, pools, FIFO waiting, server feedback, retries and stats.
+
+    Times are integers of microseconds: since the epoch for a shared window (every process
+    reads the same), on the clock's monotonic time for a window in memory (no datetime
+    arithmetic on the hot path, and a wall-clock step cannot stretch or shrink a window).
+    Counters (``last_429``, ``last_reset``) and server resets are epoch times either way.
+    """
 
     def __init__(
         self,
@@ -84,24 +82,22 @@ class Throttler:
             for n, lim in self.limits.items()
         }
         self._rng = rng or random.Random()
-        self._window: MemoryWindow | StoreWindow = StoreWindow(store) if shared else MemoryWindow()
+        self._lock = threading.RLock()
+        self._window: MemoryWindow | StoreWindow = (
+            StoreWindow(store) if shared else MemoryWindow(self._plan, self._lock)
+        )
         counter = shared_counter(store) if shared else None
         self._leases = Leases(clock, counter, self._plan) if counter is not None else None
-        self._lock = threading.RLock()
-        self._counters: dict[str, Counters] = {}
-        self._flushed: dict[str, Counters] = {}
+        self._monotonic = clock.monotonic
+        self._tally = Tally()
         self._streak: dict[str, int] = {}  # consecutive 429s per limit
-        self._calls: dict[str | tuple[str, ...], Call] = {}
+        self._draws: dict[str | tuple[str, ...], Draw] = {}
         self._rid_base = secrets.randbits(40) << 22
         self._rid_seq = 0
-        started = to_us(clock.now())
-        self._process = {
-            "process": f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
-            "label": label if label is not None else _process_label(),
-            "pid": os.getpid(),
-            "started": started,
-        }
-        self._last_flush = started
+        started, now = self._times()
+        self._process = process_identity(label, started)
+        # Window time at which the counters are next due in the store.
+        self._flush_at = now + FLUSH_INTERVAL_US if store is not None else NEVER
         if store is not None:
             ref = weakref.ref(self)
             atexit.register(lambda: (t := ref()) is not None and t._flush_quietly())
@@ -110,40 +106,17 @@ class Throttler:
 
     def acquire(self, limits: str | Sequence[str], weight: int = 1) -> float:
         """Block (on the clock) until every named budget has room; return the seconds waited."""
-        call = self._admissible(limits, weight)
-        booking = self._begin(call, weight)
-        if booking is None:  # the common case: room now, no coroutine, no sleep
+        draw = self._admit(limits, weight)
+        if draw is None:  # the common case: room now, no coroutine, no sleep
             return 0.0
-        return _run(self._wait(call, weight, booking, self._sleep))
+        return _run(self._queue(draw, weight, self._sleep))
 
     async def acquire_async(self, limits: str | Sequence[str], weight: int = 1) -> float:
         """``acquire`` for coroutines: awaits ``clock.sleep_async`` instead of blocking."""
-        call = self._admissible(limits, weight)
-        booking = self._begin(call, weight)
-        if booking is None:
+        draw = self._admit(limits, weight)
+        if draw is None:
             return 0.0
-        return await self._wait(call, weight, booking, self.clock.sleep_async)
-
-    def observe(self, limit: str, status: int, headers: Mapping[str, str]) -> None:
-        """Feed a response back: rate headers tighten the window; a 429 holds the budget.
-
-        Inside ``call``, let the adapter raise ``RateLimited`` instead of observing the 429
-        (``call`` records it); observe the headers of the other responses.
-        """
-        lim = self._lookup(limit)
-        now = self._now()
-        h = parse_rate_headers(headers, now)
-        if h.reset_at is not None:
-            with self._lock:
-                c = self._counter(lim.name)
-                c.last_reset = max(c.last_reset or 0, h.reset_at)
-        if status == 429:
-            self._rate_limited((lim,), h.reset_at, h.retry_after)
-            return
-        if status < 400:
-            self._streak[lim.name] = 0
-        if h.remaining is not None:
-            self._tighten(lim, h, now)
+        return await self._queue(draw, weight, self.clock.sleep_async)
 
     def call(
         self, limits: str | Sequence[str], fn: Callable[[], T], *, idempotent: bool, weight: int = 1
@@ -167,18 +140,22 @@ class Throttler:
 
     def stats(self) -> list[LimitStats]:
         """Per limit: the window now and the counters of every process (this one included)."""
-        now = self._now()
+        epoch, now = self._times()
         if self.store is not None:
             self.flush()
-            persisted = read_stats(self.store, self.limits, self.margin, from_us(now))
+            persisted = read_stats(self.store, self.limits, self.margin, from_us(epoch))
             if self.shared:
                 return persisted
         else:
-            persisted = [
-                limit_stats(lim, self.margin, now, 0, 0, 0, vars(self._counter(name)), [])
-                for name, lim in self.limits.items()
-            ]
-        return [self._with_memory_window(s, now) for s in persisted]
+            with self._lock:
+                self._tally.fold(self._draws.values())
+                persisted = [
+                    limit_stats(lim, self.margin, now, 0, 0, 0, vars(self._tally.counter(n)), [])
+                    for n, lim in self.limits.items()
+                ]
+        window = self._window
+        assert isinstance(window, MemoryWindow)
+        return [window.current(s, self.limits.get(s.name), epoch, now) for s in persisted]
 
     def flush(self) -> None:
         """Write the statistics counters (and what leases spent) to the store now (normally
@@ -188,110 +165,137 @@ class Throttler:
         from mqd_cli.store import throttle as sql
 
         with sql.transaction(self.store) as tx:
-            now = self._now()
+            epoch, now = self._times()
             if self._leases is not None:
                 with self._lock:
                     self._leases.settle(tx, None, now, self._new_rid)
-            self._flush_into(tx, now)
+            self._flush_into(tx, epoch, now)
 
     def budget(self, name: str) -> int:
         return self._lookup(name).budget(self.margin)
 
     # -- acquiring -----------------------------------------------------------------------------
 
-    def _admissible(self, limits: str | Sequence[str], weight: int) -> Call:
-        call = self._expand(limits)
+    def _admit(self, limits: str | Sequence[str], weight: int) -> Draw | None:
+        """Let the call through now (None) when its weight fits every budget it draws on and
+        no waiter or hold is ahead of it; otherwise the ``Draw`` to queue it on (and for a bad
+        name or weight, raise). In memory this is the whole uncontended path: one clock read,
+        one row appended per lane, two counter increments, no transaction."""
+        try:
+            draw = self._draws.get(limits)
+        except TypeError:  # a list of names: expanded below
+            draw = None
+        if draw is None or weight.__class__ is not int or not 0 < weight <= draw.max_weight:
+            draw = self._admissible(limits, weight)
+        lanes = draw.lanes
+        if lanes is None:
+            return self._spend_lease(draw, weight)
+        now = round(self._monotonic() * US)
+        with self._lock:
+            for lane in lanes:
+                rows = lane.rows
+                if rows:
+                    if rows[-1][0] > now:
+                        return draw  # a waiter holds a later slot: never overtake it
+                    if rows[0][0] <= now - lane.span:
+                        lane.prune(now - lane.span)
+                if lane.total + weight > lane.budget or lane.hold > now:
+                    return draw
+            row = (now, weight, 0)
+            for lane in lanes:
+                lane.rows.append(row)
+                lane.total += weight
+            draw.requests += 1
+            draw.weight += weight
+        if now >= self._flush_at:
+            self.flush()
+        return None
+
+    def _spend_lease(self, draw: Draw, weight: int) -> Draw | None:
+        """A shared budget's uncontended path: spend a slot leased a moment ago, no store."""
+        leases = self._leases
+        if leases is not None:
+            with self._lock:
+                if leases.spend(draw.names, weight):
+                    draw.requests += 1
+                    draw.weight += weight
+                    return None
+        return draw
+
+    def _admissible(self, limits: str | Sequence[str], weight: int) -> Draw:
+        draw = self._expand(limits)
         if weight.__class__ is not int or weight < 1:
             raise UsageError(f"weight must be a positive integer, got {weight!r}")
-        if weight > call[2]:
-            lim = min(call[0], key=lambda lim: self._plan[lim.name][1])
+        if weight > draw.max_weight:
+            lim = min(draw.lims, key=lambda lim: self._plan[lim.name][1])
             raise UsageError(
                 f"a weight of {weight} can never fit the {lim.name} budget of "
                 f"{lim.budget(self.margin)} per {_fmt_window(lim.window)}",
                 "split the request or raise the limit in [throttle.limits]",
             )
-        return call
+        return draw
 
-    def _begin(self, call: Call, weight: int) -> tuple[int, int, int] | None:
-        """Take a slot now (None) or book the earliest later one: ``(rid, slot, now)``."""
-        lims, names, _max = call
-        leases = self._leases
-        if leases is not None:
-            with self._lock:
-                if leases.spend(names, weight):  # no store: a slot leased a moment ago
-                    self._count(lims, weight, 0.0)
-                    return None
-        rid, at, now = self._reserve(call, weight, None)
-        if at <= now:
-            self._record(lims, weight, 0.0)
-            return None
-        return rid, at, now
-
-    async def _wait(
-        self,
-        call: Call,
-        weight: int,
-        booking: tuple[int, int, int],
-        sleep: Callable[[float], Awaitable[None]],
+    async def _queue(
+        self, draw: Draw, weight: int, sleep: Callable[[float], Awaitable[None]]
     ) -> float:
-        """Sleep until the reserved slot, following it if a 429 hold moved it."""
-        lims = call[0]
-        rid, at, start = booking
-        try:
-            while True:
-                now = self._now()
-                if at <= now:
-                    break
-                await sleep((at - now) / US)
-                moved = self._window.reserved_at(rid)
-                if moved is None:  # pruned while this process was suspended: take a new slot
-                    rid, at, _now = self._reserve(call, weight, None)
-                else:
-                    at = moved
-        except BaseException:
-            self._release(rid)
-            raise
-        waited = (self._now() - start) / US
-        self._record(lims, weight, waited)
+        """Book the earliest slot and sleep until it, following it if a 429 hold moves it."""
+        rid, at, start = self._book(draw, weight)
+        now = start
+        if at > now:
+            try:
+                while at > now:
+                    await sleep((at - now) / US)
+                    moved = self._window.reserved_at(rid)
+                    if moved is None:  # pruned while this process was suspended: book anew
+                        rid, at, _booked = self._book(draw, weight)
+                    else:
+                        at = moved
+                    now = self._now()
+            except BaseException:
+                self._release(rid)
+                raise
+        waited = (now - start) / US
+        self._record(draw, weight, waited, now)
         return waited
 
     async def _sleep(self, seconds: float) -> None:
         """``clock.sleep`` for the blocking entry points (their coroutines never suspend)."""
         self.clock.sleep(seconds)
 
-    def _reserve(
-        self, call: Call, weight: int, rid: int | None, tx: Any = None
-    ) -> tuple[int, int, int]:
+    def _book(self, draw: Draw, weight: int) -> tuple[int, int, int]:
         """Book the earliest slot where ``weight`` fits every limit, after every earlier
-        booking: ``(rid, slot, now)``, all in one transaction. A fresh booking of a shared
-        budget also hands back this process's leases on those limits and may lease more."""
-        if tx is None:
-            with self._window.transaction() as tx:
-                return self._reserve(call, weight, rid, tx)
-        lims, names, _max = call
-        if rid is not None or self._leases is None:
-            now = self._now()
-            at, _spare = earliest_slot(tx, lims, weight, now, self._plan)
-            rid = rid if rid is not None else self._new_rid()
-            tx.insert([(name, at, weight, rid, 0) for name in names])
-        else:
-            rid, at, now = self._lease(tx, call, weight)
-        if self.shared and now - self._last_flush >= FLUSH_INTERVAL_US:
-            self._flush_into(tx, now)
+        booking: ``(rid, slot, now)``, all in one transaction. A booking of a shared budget
+        also hands back this process's leases on those limits and may lease more."""
+        with self._window.transaction() as tx:
+            if self._leases is not None:
+                rid, at, now = self._lease(tx, draw, weight)
+            else:
+                now = self._now()
+                rid = self._new_rid()
+                at = self._place(tx, draw.lims, weight, rid, now)
+            if self.shared and now >= self._flush_at:
+                self._flush_into(tx, now, now)
         return rid, at, now
 
-    def _lease(self, tx: Any, call: Call, weight: int) -> tuple[int, int, int]:
-        """``_reserve`` of a shared budget with leases, inside its transaction."""
-        lims, names, _max = call
+    def _place(self, tx: Any, lims: tuple[RateLimit, ...], weight: int, rid: int, now: int) -> int:
+        """Insert reservation ``rid`` at the earliest slot from ``now``; return the slot."""
+        at, _spare = earliest_slot(tx, lims, weight, now, self._plan)
+        tx.insert([(lim.name, at, weight, rid, 0) for lim in lims])
+        return at
+
+    def _lease(self, tx: Any, draw: Draw, weight: int) -> tuple[int, int, int]:
+        """``_book`` of a shared budget with leases, inside its transaction."""
         mono = self.clock.monotonic()  # before ``now``: spent slots are never dated early
         now = self._now()
         with self._lock:
-            self._leases.settle(tx, names, now, self._new_rid)
-            at, spare = earliest_slot(tx, lims, weight, now, self._plan)
+            self._leases.settle(tx, draw.names, now, self._new_rid)
+            at, spare = earliest_slot(tx, draw.lims, weight, now, self._plan)
             rid = self._new_rid()
-            tx.insert([(name, at, weight, rid, 0) for name in names])
+            tx.insert([(name, at, weight, rid, 0) for name in draw.names])
             if at == now:
-                self._leases.grant(tx, lims, names, weight, spare, now, mono, self._new_rid)
+                self._leases.grant(
+                    tx, draw.lims, draw.names, weight, spare, now, mono, self._new_rid
+                )
         return rid, at, now
 
     def _new_rid(self) -> int:
@@ -305,148 +309,27 @@ class Throttler:
         except Exception:  # noqa: BLE001 - releasing is best effort; a kept slot is only lost
             pass
 
-    def _record(self, lims: Sequence[RateLimit], weight: int, waited: float) -> None:
+    def _record(self, draw: Draw, weight: int, waited: float, now: int) -> None:
         with self._lock:
-            self._count(lims, weight, waited)
-        flush_due = not self.shared and self.store is not None
-        if flush_due and self._now() - self._last_flush >= FLUSH_INTERVAL_US:
-            self.flush()
-
-    def _count(self, lims: Sequence[RateLimit], weight: int, waited: float) -> None:
-        for lim in lims:
-            c = self._counters.get(lim.name) or self._counter(lim.name)
-            c.requests += 1
-            c.weight += weight
+            draw.requests += 1
+            draw.weight += weight
             if waited > 0:
-                c.waits += 1
-                c.wait_total += waited
-                c.wait_max = max(c.wait_max, waited)
-
-    # -- feedback and retries ------------------------------------------------------------------
-
-    async def _call(
-        self,
-        limits: str | Sequence[str],
-        attempt: Callable[[], Awaitable[T]],
-        idempotent: bool,
-        weight: int,
-        sleep: Callable[[float], Awaitable[None]],
-    ) -> T:
-        call = self._admissible(limits, weight)
-        failures = 0
-        while True:
-            booking = self._begin(call, weight)
-            if booking is not None:
-                await self._wait(call, weight, booking, sleep)
-            try:
-                result = await attempt()
-            except (RateLimited, BrokerUnavailable) as exc:
-                failures += 1
-                delay = self._after_failure(call[0], exc, idempotent, failures)
-                if delay:
-                    await sleep(delay)
-                continue
-            self._succeeded(call[0])
-            return result
-
-    def _after_failure(
-        self, lims: Sequence[RateLimit], exc: Exception, idempotent: bool, failures: int
-    ) -> float:
-        """Seconds to sleep before the next attempt; re-raise when no retry is allowed."""
-        if isinstance(exc, RateLimited):
-            reset = to_us(exc.reset_at) if exc.reset_at is not None else None
-            self._rate_limited(lims, reset, exc.retry_after)
-            if failures >= self.max_attempts:
-                raise exc
-            return 0.0  # refused, not processed: the next acquire waits out the hold
-        if not idempotent or failures >= self.max_attempts:
-            raise exc  # an order submit's outcome is unknown: look it up, never resend blindly
-        with self._lock:
-            for lim in lims:
-                self._counter(lim.name).backoffs += 1
-        return backoff_delay(failures, self.backoff_base, self.max_backoff, self._rng)
-
-    def _succeeded(self, lims: Sequence[RateLimit]) -> None:
-        for lim in lims:
-            if self._streak.get(lim.name):
-                self._streak[lim.name] = 0
-
-    def _rate_limited(
-        self, lims: Sequence[RateLimit], reset_at: int | None, retry_after: float | None
-    ) -> None:
-        """A 429: count it and hold every caller of these budgets, in every process, until the
-        reset."""
-        now = self._now()
-        streak = max(self._streak.get(lim.name, 0) for lim in lims) + 1
-        until = now
-        if retry_after is not None:
-            until = max(until, now + int(retry_after * US))
-        if reset_at is not None and reset_at > now:
-            until = max(until, reset_at)
-        backed_off = streak > 1 or until == now
-        if backed_off:  # repeated 429s (or no hint at all): back off exponentially
-            delay = backoff_delay(streak, self.backoff_base, self.max_backoff, self._rng)
-            until = max(until, now + int(delay * US))
-        with self._lock:
-            for lim in lims:
-                self._streak[lim.name] = streak
-                c = self._counter(lim.name)
-                c.rate_limited += 1
-                c.last_429 = now
-                c.backoffs += backed_off
-                if reset_at is not None:
-                    c.last_reset = max(c.last_reset or 0, reset_at)
-        with self._window.transaction() as tx:
-            if self._leases is not None:
-                with self._lock:
-                    self._leases.settle(tx, [lim.name for lim in lims], now, self._new_rid)
-                    self._leases.bump()  # every process's leases go back to the store
-            for lim in lims:
-                # A bogus far-future reset must not freeze the budget for good.
-                cap = now + max(lim.window_us, int(self.max_backoff * US))
-                self._hold(tx, lim, min(until, cap), now)
-            if self.shared:
-                self._flush_into(tx, now)
-        if not self.shared:
+                self._tally.waited(draw.names, waited)
+        if not self.shared and now >= self._flush_at:
             self.flush()
-
-    def _hold(self, tx: Any, lim: RateLimit, until: int, now: int) -> None:
-        """Hold ``lim`` until ``until`` and move its queued reservations behind the hold, in
-        their order (their owners notice when they wake)."""
-        tx.set_hold(lim.name, until, now)
-        queued = [(rid, tx.take(rid)) for rid in tx.future(lim.name, now)]
-        for rid, rows in queued:
-            if not rows:
-                continue
-            moved = tuple(self._lookup(name) for name, _w in rows)
-            self._reserve((moved, tuple(name for name, _w in rows), 0), rows[0][1], rid, tx)
-
-    def _tighten(self, lim: RateLimit, h: RateHeaders, now: int) -> None:
-        """The server counts usage we did not send (another client on the account): add it to
-        the window as phantom usage that expires with the server's reset."""
-        assert h.remaining is not None
-        since = now - lim.window_us
-        budget = lim.budget(self.margin)
-        allowed = max(0, h.remaining - (lim.limit - budget))
-        total, _last, _hold = self._window.peek(lim.name, since)
-        if budget - total <= allowed:
-            return
-        with self._window.transaction() as tx:
-            total, _last, _hold = tx.window(lim.name, since)
-            phantom = budget - total - allowed
-            if phantom <= 0:
-                return
-            at = now
-            if h.reset_at is not None and h.reset_at > now:
-                at = max(since + 1, min(now, h.reset_at - lim.window_us))
-            tx.insert([(lim.name, at, phantom, 0, 1)])
-            if self._leases is not None:
-                self._leases.bump()
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _now(self) -> int:
-        return to_us(self.clock.now())
+        """Window time (see the class docstring)."""
+        if self.shared:
+            return to_us(self.clock.now())
+        return round(self._monotonic() * US)
+
+    def _times(self) -> tuple[int, int]:
+        """``(epoch, window time)``, in microseconds."""
+        epoch = to_us(self.clock.now())
+        return epoch, epoch if self.shared else round(self._monotonic() * US)
 
     def _lookup(self, name: str) -> RateLimit:
         lim = self.limits.get(name) if isinstance(name, str) else None
@@ -458,10 +341,10 @@ class Throttler:
             )
         return lim
 
-    def _expand(self, limits: str | Sequence[str]) -> Call:
+    def _expand(self, limits: str | Sequence[str]) -> Draw:
         """The named limits and, transitively, their pools; each once, in order."""
         key = limits if isinstance(limits, str) else tuple(limits)
-        cached = self._calls.get(key)
+        cached = self._draws.get(key)
         if cached is not None:
             return cached
         todo = [key] if isinstance(key, str) else list(key)
@@ -473,45 +356,19 @@ class Throttler:
             if lim.name not in out:
                 out[lim.name] = lim
                 todo.extend(lim.pools)
-        lims = tuple(out.values())
-        call = (lims, tuple(out), min(self._plan[name][1] for name in out))
-        self._calls[key] = call
-        return call
+        window = self._window
+        lanes = tuple(window.lanes[n] for n in out) if isinstance(window, MemoryWindow) else None
+        draw = Draw(tuple(out.values()), min(self._plan[n][1] for n in out), lanes)
+        with self._lock:  # ``fold`` iterates the draws under the lock
+            return self._draws.setdefault(key, draw)
 
-    def _counter(self, name: str) -> Counters:
-        c = self._counters.get(name)
-        if c is None:
-            c = self._counters[name] = Counters()
-        return c
-
-    def _with_memory_window(self, s: LimitStats, now: int) -> LimitStats:
-        """``s`` with the window of this process's memory (a per-process throttler)."""
-        if s.name not in self.limits:
-            return s
-        used, queued = self._window.usage(s.name, now - self.limits[s.name].window_us, now)
-        hold = self._window.hold_of(s.name)
-        held = hold > now
-        return replace(
-            s,
-            used=used,
-            queued=queued,
-            remaining=0 if held else max(0, s.budget - used - queued),
-            hold_until=from_us(hold) if held else None,
-        )
-
-    def _flush_into(self, tx: Any, now: int) -> None:
+    def _flush_into(self, tx: Any, epoch: int, now: int) -> None:
         with self._lock:
-            rows, totals = [], []
-            for name, c in self._counters.items():
-                old = self._flushed.get(name, Counters())
-                if c == old:
-                    continue
-                rows.append({"limit_name": name, **vars(c)})
-                totals.append({"limit_name": name, **c.minus(old)})
-                self._flushed[name] = replace(c)
-            self._last_flush = now
+            self._tally.fold(self._draws.values())
+            rows, totals = self._tally.unflushed()
+            self._flush_at = now + FLUSH_INTERVAL_US
         if rows:
-            tx.flush_stats({**self._process, "updated": now}, rows, totals)
+            tx.flush_stats({**self._process, "updated": epoch}, rows, totals)
 
     def _flush_quietly(self) -> None:
         with contextlib.suppress(Exception):  # at exit the store may already be closed
@@ -532,11 +389,6 @@ def _fmt_window(window) -> str:
     from mqd_cli.config import format_duration
 
     return format_duration(window)
-
-
-def _process_label() -> str:
-    args = [os.path.basename(sys.argv[0] or "python")] + sys.argv[1:3]
-    return " ".join(a for a in args if not a.startswith("-"))[:60]
 
 
 def build(services: Any) -> Throttler:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from mqd_cli.throttle.limits import RateLimit
+from mqd_cli.throttle.limits import RateLimit, from_us
 
 if TYPE_CHECKING:
     from mqd_cli.store import Store
+    from mqd_cli.throttle.stats import LimitStats
 
 
 def earliest_slot(
@@ -54,80 +55,100 @@ def earliest_slot(
     return at, (spare or 0) if at == now else 0
 
 
+class Lane:
+    """One budget's window in memory: rows ``(at, weight, rid)`` in ``at`` order, their total
+    weight, and the hold. ``rid`` 0 marks a row nobody looks up again: a send let through at
+    once, or phantom usage the server reported."""
+
+    __slots__ = ("name", "span", "budget", "rows", "total", "hold", "_rid_at")
+
+    def __init__(self, name: str, span: int, budget: int, rid_at: dict[int, int]) -> None:
+        self.name = name
+        self.span = span  # window counted, in microseconds
+        self.budget = budget
+        self.rows: deque[tuple[int, int, int]] = deque()
+        self.total = 0
+        self.hold = 0
+        self._rid_at = rid_at  # the window's reservation index, shared by its lanes
+
+    def prune(self, since: int) -> None:
+        """Drop the rows at or before ``since``: they have left the window."""
+        rows = self.rows
+        dropped = 0
+        while rows and rows[0][0] <= since:
+            _at, weight, rid = rows.popleft()
+            dropped += weight
+            if rid:
+                self._rid_at.pop(rid, None)
+        self.total -= dropped
+
+
 class MemoryWindow:
-    """The per-process window: same operations as ``store.throttle.WindowTx``."""
+    """The per-process window, one ``Lane`` per limit: the operations of
+    ``store.throttle.WindowTx``, on the clock's monotonic microseconds. The throttler's
+    uncontended path reads and appends lanes directly, under the same lock."""
 
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._rows: dict[str, deque[tuple[int, int, int, int]]] = {}  # (at, weight, rid, phantom)
-        self._totals: dict[str, int] = {}
-        self._holds: dict[str, int] = {}
-        self._rid_at: dict[int, int] = {}
+    def __init__(self, plan: Mapping[str, tuple[int, int]], lock: threading.RLock) -> None:
+        self._lock = lock
+        self._rid_at: dict[int, int] = {}  # reservation id -> its slot
+        self.lanes = {n: Lane(n, span, budget, self._rid_at) for n, (span, budget) in plan.items()}
 
-    @contextmanager
-    def transaction(self) -> Iterator[MemoryWindow]:
-        with self._lock:
-            yield self
+    def transaction(self) -> MemoryWindow:
+        return self
+
+    def __enter__(self) -> MemoryWindow:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
     def window(self, name: str, since: int) -> tuple[int, int | None, int]:
         """Drop rows at or before ``since``; (weight left, newest time, hold_until)."""
-        self._prune(name, since)
-        rows = self._rows.get(name)
-        if not rows:
-            return 0, None, self._holds.get(name, 0)
-        return self._totals[name], rows[-1][0], self._holds.get(name, 0)
+        lane = self.lanes[name]
+        lane.prune(since)
+        rows = lane.rows
+        return lane.total, rows[-1][0] if rows else None, lane.hold
 
     def oldest_first(self, name: str, since: int) -> Iterator[tuple[int, int]]:
-        for at, weight, _rid, _ph in self._rows.get(name, ()):
+        for at, weight, _rid in self.lanes[name].rows:
             if at > since:
                 yield at, weight
 
     def insert(self, rows: Sequence[tuple[str, int, int, int, int]]) -> None:
         for name, at, weight, rid, phantom in rows:
-            lst = self._rows.get(name)
-            if lst is None:
-                lst = self._rows[name] = deque()
-            row = (at, weight, rid, phantom)
+            lane = self.lanes[name]
+            rid = 0 if phantom else rid
+            lst = lane.rows
             if not lst or lst[-1][0] <= at:
-                lst.append(row)
+                lst.append((at, weight, rid))
             else:  # a phantom dated before queued reservations
                 i = len(lst)
                 while i and lst[i - 1][0] > at:
                     i -= 1
-                lst.insert(i, row)
-            self._totals[name] = self._totals.get(name, 0) + weight
-            if not phantom:
+                lst.insert(i, (at, weight, rid))
+            lane.total += weight
+            if rid:
                 self._rid_at[rid] = at
 
-    def _prune(self, name: str, before: int) -> None:
-        lst = self._rows.get(name)
-        if not lst or lst[0][0] > before:
-            return
-        dropped = 0
-        while lst and lst[0][0] <= before:
-            _at, weight, rid, phantom = lst.popleft()
-            dropped += weight
-            if not phantom:
-                self._rid_at.pop(rid, None)
-        self._totals[name] -= dropped
-
     def future(self, name: str, after: int) -> list[int]:
-        return [rid for at, _w, rid, ph in self._rows.get(name, ()) if at > after and not ph]
+        return [rid for at, _w, rid in self.lanes[name].rows if at > after and rid]
 
     def take(self, rid: int) -> list[tuple[str, int]]:
         out = []
-        for name, lst in self._rows.items():
-            for i, (_at, weight, r, ph) in enumerate(lst):
-                if r == rid and not ph:
-                    del lst[i]
-                    self._totals[name] -= weight
+        for name, lane in self.lanes.items():
+            for i, (_at, weight, r) in enumerate(lane.rows):
+                if r == rid:
+                    del lane.rows[i]
+                    lane.total -= weight
                     out.append((name, weight))
                     break
         self._rid_at.pop(rid, None)
         return out
 
     def set_hold(self, name: str, until: int, now: int) -> None:
-        self._holds[name] = max(self._holds.get(name, 0), until)
+        lane = self.lanes[name]
+        lane.hold = max(lane.hold, until)
 
     def reserved_at(self, rid: int) -> int | None:
         return self._rid_at.get(rid)
@@ -138,12 +159,27 @@ class MemoryWindow:
 
     def usage(self, name: str, since: int, now: int) -> tuple[int, int]:
         with self._lock:
-            rows = [r for r in self._rows.get(name, ()) if r[0] > since]
+            rows = [r for r in self.lanes[name].rows if r[0] > since]
             used = sum(r[1] for r in rows if r[0] <= now)
             return used, sum(r[1] for r in rows) - used
 
     def hold_of(self, name: str) -> int:
-        return self._holds.get(name, 0)
+        return self.lanes[name].hold
+
+    def current(self, s: LimitStats, lim: RateLimit | None, epoch: int, now: int) -> LimitStats:
+        """``s`` with this window as it is ``now`` (its hold shown as an epoch time)."""
+        if lim is None:
+            return s
+        used, queued = self.usage(s.name, now - lim.window_us, now)
+        hold = self.lanes[s.name].hold
+        held = hold > now
+        return replace(
+            s,
+            used=used,
+            queued=queued,
+            remaining=0 if held else max(0, s.budget - used - queued),
+            hold_until=from_us(hold - now + epoch) if held else None,
+        )
 
 
 class StoreWindow:
@@ -169,3 +205,25 @@ class StoreWindow:
 
     def hold_of(self, name: str) -> int:
         return self._sql.holds(self.store).get(name, 0)
+
+
+class Draw:
+    """A call key expanded: the limits one call draws on (its limits and, transitively, their
+    pools, each once), the largest weight that can ever fit them all, their lanes when the
+    window is in memory (None when it is shared), and the calls let through since the
+    statistics last folded them in (plain integers: no counting object per call)."""
+
+    __slots__ = ("lims", "names", "max_weight", "lanes", "requests", "weight")
+
+    def __init__(
+        self,
+        lims: tuple[RateLimit, ...],
+        max_weight: int,
+        lanes: tuple[Lane, ...] | None,
+    ) -> None:
+        self.lims = lims
+        self.names = tuple(lim.name for lim in lims)
+        self.max_weight = max_weight
+        self.lanes = lanes
+        self.requests = 0
+        self.weight = 0
