@@ -596,9 +596,16 @@ class StreamSettings:
     )
     gap_fill_margin: timedelta = setting(
         timedelta(seconds=2),
-        "Look back this much before the last event on gap fill.",
+        "Look back this much before the last event on gap fill. Default 2s.",
         min=timedelta(0),
         max=timedelta(hours=1),
+    )
+    tail_poll_interval: timedelta = setting(
+        timedelta(milliseconds=200),
+        "How often `mqd stream tail` reads new journal rows while another process holds the"
+        " stream. Default 200ms.",
+        min=timedelta(milliseconds=10),
+        max=timedelta(minutes=1),
     )
 
 

@@ -111,6 +111,14 @@ class Services:
 
         return SimBroker(self.settings.sim, self.clock)
 
+    @cached_property
+    def user_stream(self):
+        """UserStreamTracker over [alpaca] with [stream] timing, feeding ``tracker`` and
+        gap-filling through ``broker``; UsageError with broker = "sim" (no websocket)."""
+        from mqd_cli.stream import build
+
+        return build(self)
+
     def close(self) -> None:
         """Close what was built (only what was built): the broker's session before the store."""
         if "throttler" in self.__dict__:

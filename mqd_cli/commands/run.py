@@ -1,19 +1,379 @@
-"""`mqd run`: not available until its issue lands."""
+"""`mqd run`: the paper-trading loop with every safety system in the path."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt
-from mqd_cli.errors import NotAvailable
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.errors import ExitCode, UsageError
+
+# Events worth a line when the dashboard is not drawn (a pipe, a log file, --json).
+_LINE_EVENTS = {
+    "info",
+    "warning",
+    "submitted",
+    "would_submit",
+    "fill",
+    "trade",
+    "refused",
+    "adjusted",
+    "protection",
+    "submit_uncertain",
+    "error",
+}
+_STYLE = {
+    "fill": "green",
+    "trade": "cyan",
+    "refused": "yellow",
+    "protection": "bold red",
+    "error": "red",
+    "warning": "yellow",
+    "would_submit": "magenta",
+    "adjusted": "yellow",
+}
 
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
-    def run_cmd(config: ConfigOpt = None, json_out: JsonOpt = False,
-                  verbose: VerboseOpt = False) -> None:
-        """Run the paper-trading loop: strategy, protections, risk gate, broker.
+    def run_cmd(
+        duration: Annotated[
+            str | None,
+            typer.Option(
+                "--duration",
+                help="Stop by itself after this long, e.g. 2h (default:"
+                " [run] duration; 0s = until Ctrl-C).",
+                show_default=False,
+            ),
+        ] = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Everything but the submit: intents that pass every"
+                " check are shown, nothing is sent.",
+            ),
+        ] = False,
+        cancel_on_exit: Annotated[
+            bool | None,
+            typer.Option(
+                "--cancel-on-exit/--keep-orders",
+                help="Cancel our open orders at shutdown (default: [run] cancel_on_exit).",
+                show_default=False,
+            ),
+        ] = None,
+        adopt: Annotated[
+            bool,
+            typer.Option(
+                "--adopt",
+                help="Start despite unexplained drift: adopt orphan orders"
+                " and accept the broker's positions.",
+            ),
+        ] = False,
+        halt: Annotated[
+            bool,
+            typer.Option(
+                "--halt",
+                help="Start with the risk gate halted: watch only, every order is refused.",
+            ),
+        ] = False,
+        config: ConfigOpt = None,
+        json_out: JsonOpt = False,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Run the trading loop: strategy, protections, risk gate, symbol checks, broker.
+
+        Start-up reconciles against the broker (refuses to start on unexplained drift unless
+        --adopt), loads symbol properties, restores protections and the order journal, takes
+        the stream lease (Alpaca) and warms the strategy up. With broker = "sim" (the default)
+        it trades offline against the simulated exchange at [sim] speed. A live dashboard
+        shows equity, PnL, positions, open orders, fills, locks, throttle and stream health;
+        --json prints every event as a JSON line instead, then a summary line.
+
+        Ctrl-C or SIGTERM stops cleanly: no new orders, open orders canceled when asked, the
+        lease released, a summary printed. A second Ctrl-C exits at once; the journal is
+        already on disk.
+
+        Exit codes: 0 stopped (duration, SIGTERM), 130 Ctrl-C, 2 bad options or config,
+        3 broker unreachable, 4 refused to start (drift, stream lease held, no symbols).
 
         Example: mqd run --config config.example.toml
         """
-        raise NotAvailable("`mqd run` is not available yet", "it lands with the run issue")
+        from mqd_cli.config import parse_duration
+        from mqd_cli.live import LiveSession, RunOptions
+
+        span = None
+        if duration is not None:
+            try:
+                span = parse_duration(duration)
+            except ValueError as exc:
+                raise UsageError(f"--duration: {exc}", "for example --duration 2h") from None
+        options = RunOptions(
+            duration=span, dry_run=dry_run, cancel_on_exit=cancel_on_exit, adopt=adopt, halt=halt
+        )
+        with quiet_logs(verbose), cli(config, json_out, verbose) as c:
+            loaded = c.services.loaded
+            base_dir = loaded.path.parent if loaded is not None and loaded.path else None
+            view = _View(c.out, json_out)
+            session = LiveSession(
+                c.services, options, listener=view.event, on_tick=view.tick, base_dir=base_dir
+            )
+            try:
+                session.prepare()
+                summary = _run(session, view)
+            finally:
+                view.close()
+                session.close()
+            view.summary(summary)
+            if session.stop_reason == "interrupted (Ctrl-C)":
+                raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+@contextmanager
+def quiet_logs(verbose: bool) -> Iterator[None]:
+    """The dashboard and event lines already say what the services log: their log records
+    are held back for the run (restored afterwards); --verbose shows them on stderr."""
+    import logging
+
+    saved = []
+    for name in ("mqd", "mqd_cli"):
+        logger = logging.getLogger(name)
+        handler = None
+        if verbose:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
+        saved.append((logger, logger.level, handler))
+        logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level, handler in saved:
+            logger.setLevel(level)
+            if handler is not None:
+                logger.removeHandler(handler)
+
+
+def _run(session, view) -> Any:
+    import asyncio
+
+    presses = {"n": 0}
+
+    def on_sigint(signum, frame) -> None:
+        presses["n"] += 1
+        if presses["n"] > 1:
+            # The journal is committed event by event: nothing is lost by leaving now.
+            os.write(2, b"\ninterrupted again: exiting now (the journal is on disk)\n")
+            os._exit(int(ExitCode.INTERRUPTED))
+        os.write(2, b"\nstopping (Ctrl-C again to exit at once)...\n")
+        session.request_stop("interrupted (Ctrl-C)")
+
+    def on_sigterm(signum, frame) -> None:
+        session.request_stop("SIGTERM")
+
+    previous = {}
+    for sig, handler in ((signal.SIGINT, on_sigint), (signal.SIGTERM, on_sigterm)):
+        with contextlib.suppress(ValueError):  # not the main thread (an embedding runner)
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        view.start(session)
+        return asyncio.run(session.run())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _View:
+    """JSON lines, plain event lines, or the rich live dashboard (on a terminal)."""
+
+    def __init__(self, out, json_out: bool):
+        self.out = out
+        self.json = json_out
+        self.live = None
+        self.dashboard = not json_out and out.stdout.isatty()
+        self._console = None if json_out else out.console()
+
+    def start(self, session) -> None:
+        if not self.dashboard:
+            return
+        from rich.live import Live
+
+        self.live = Live(
+            _dashboard(session), console=self._console, refresh_per_second=4, transient=False
+        )
+        self.live.start()
+
+    def event(self, event) -> None:
+        if self.json:
+            self.out.json_line(event.as_dict())
+            return
+        if event.kind not in _LINE_EVENTS:
+            return
+        if event.kind in ("info", "warning") and self.live is None:
+            self.out.info(("warning: " if event.kind == "warning" else "") + event.message)
+            return
+        if self.dashboard:
+            if self.live is not None and event.kind in ("warning", "error", "protection"):
+                self.live.console.print(_line(event))
+            return
+        self._console.print(_line(event))
+
+    def tick(self, session) -> None:
+        if self.live is not None:
+            self.live.update(_dashboard(session))
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def summary(self, summary) -> None:
+        if self.json:
+            self.out.json_line(summary.as_dict())
+            return
+        _render_summary(self.out, summary)
+
+
+def _line(event) -> Any:
+    from rich.text import Text
+
+    style = _STYLE.get(event.kind, "")
+    text = Text(f"{event.at:%m-%d %H:%M:%S} ", style="dim")
+    text.append(f"{event.kind:<12} ", style=style or "bold")
+    text.append(event.message)
+    return text
+
+
+def _num(value) -> str:
+    from mqd_cli.engine import _num as n
+
+    return n(value)
+
+
+def _dashboard(session) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    snap = session.snapshot()
+    st = snap["stats"]
+    head = Text()
+    head.append("mqd run ", style="bold")
+    head.append(f"{'sim' if session.is_sim else 'alpaca'} ", style="cyan")
+    head.append(f"{snap['market_now']:%Y-%m-%d %H:%M:%S} UTC  ")
+    head.append(f"equity {snap['equity']:,.2f}  ")
+    pnl = snap["pnl"]
+    head.append(f"PnL {pnl:+,.2f}", style="green" if pnl >= 0 else "red")
+    head.append(f"  risk {snap['risk_state']}")
+    if snap["dry_run"]:
+        head.append("  DRY RUN", style="magenta")
+    counts = Text(
+        f"bars {st.bars}  intents {st.intents}  sent {st.submitted}  fills {st.fills}  "
+        f"trades {st.trades} (won {st.wins})  refused {st.refused_total}"
+        + (f" ({', '.join(f'{k} {v}' for k, v in st.refused.items())})" if st.refused else "")
+    )
+    pos = Table(title="positions", title_justify="left", expand=False)
+    for col in ("symbol", "qty", "avg", "last"):
+        pos.add_column(col)
+    for sym, (q, avg, last) in snap["positions"].items():
+        pos.add_row(sym, _num(q), _num(avg), _num(last))
+    orders = Table(title="open orders", title_justify="left")
+    for col in ("client_order_id", "side", "qty", "symbol", "status"):
+        orders.add_column(col)
+    for o in snap["open_orders"][:6]:
+        orders.add_row(o.client_order_id, o.side.value, _num(o.qty), o.symbol, o.status.value)
+    fills = Table(title="last fills", title_justify="left")
+    for col in ("time", "side", "qty", "symbol", "price"):
+        fills.add_column(col)
+    for f in reversed(snap["fills"]):
+        fills.add_row(f"{f.timestamp:%H:%M:%S}", f.side.value, _num(f.qty), f.symbol, _num(f.price))
+    locks = Table(title="protections", title_justify="left")
+    for col in ("protection", "scope", "until", "reason"):
+        locks.add_column(col)
+    for lk in snap["locks"]:
+        locks.add_row(lk.protection, lk.target, f"{lk.end:%H:%M:%S}", lk.reason)
+    if not snap["locks"]:
+        locks.add_row("-", "no active lock", "", "")
+    parts: list[Any] = [head, counts, pos, orders, fills, locks]
+    health = []
+    if snap["stream"] is not None:
+        s = snap["stream"]
+        health.append(
+            f"stream {'connected' if s['connected'] else 'DISCONNECTED'}, "
+            f"{s['reconnects']} reconnects, {sum(s['events'].values())} events"
+        )
+    if snap["throttle"]:
+        health.append(
+            "throttle "
+            + ", ".join(
+                f"{t.name} {getattr(t, 'used', '?')}/{getattr(t, 'limit', '?')}"
+                for t in snap["throttle"][:3]
+            )
+        )
+    if health:
+        parts.append(Text("  ".join(health), style="dim"))
+    if snap["refusals"]:
+        r = snap["refusals"][-1]
+        parts.append(Text(f"last refusal: {r.stage} ({r.rule}): {r.reason}", style="yellow"))
+    return Group(*parts)
+
+
+def _render_summary(out, summary) -> None:
+    d = summary.as_dict()
+    refused = ", ".join(f"{k} {v}" for k, v in d["refused"].items()) or "none"
+    positions = ", ".join(f"{s} {_num(q)}" for s, q in d["positions"].items()) or "flat"
+    locks = (
+        "; ".join(
+            f"{lk['protection']} on {lk['scope']} until {lk['until']:%H:%M}"
+            for lk in d["active_locks"]
+        )
+        or "none"
+    )
+    rows = [
+        (
+            "stopped",
+            f"{d['reason']} at {d['stopped_at']:%Y-%m-%d %H:%M:%S} UTC"
+            f" (started {d['started_at']:%H:%M:%S})",
+        ),
+        ("bars", d["bars"]),
+        (
+            "orders",
+            f"{d['intents']} intents, {d['submitted']} sent"
+            + (f", {d['would_submit']} would be sent (dry run)" if d["dry_run"] else "")
+            + f", {d['fills']} fills",
+        ),
+        (
+            "trades",
+            f"{d['trades']} ({d['wins']} won, {d['stop_losses']} stop-losses),"
+            f" realized {d['realized_pnl']:,.2f}",
+        ),
+        ("equity", f"{d['equity_start']:,.2f} -> {d['equity_end']:,.2f} ({d['pnl']:+,.2f})"),
+        ("refused", refused),
+        ("protection locks", f"{d['protection_locks']} placed; active: {locks}"),
+        ("positions", positions),
+        (
+            "open orders",
+            f"{d['open_orders']}"
+            + (f" ({d['canceled_at_exit']} canceled at exit)" if d["canceled_at_exit"] else ""),
+        ),
+        ("journal", d["store"]),
+    ]
+    if d["stream"]:
+        s = d["stream"]
+        rows.append(
+            (
+                "stream",
+                f"{s['connects']} connects, {s['reconnects']} reconnects, "
+                f"{s['gap_fill_fills']} fills from gap fill",
+            )
+        )
+    if d["notify"]:
+        n = d["notify"]
+        rows.append(("discord", f"{n['sent']} sent, {n['failed']} failed, {n['dropped']} dropped"))
+    out.table("mqd run summary", ("", ""), rows)

@@ -1,0 +1,172 @@
+"""`mqd backtest`: the engine on a simulated clock; deterministic; CSV data; user strategies."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from mqd_cli.backtest import _lock_seconds, run_backtest
+from mqd_cli.config import Settings, loads
+from mqd_cli.prices import DEFAULT_ORIGIN
+
+START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+DEMO = """
+[strategy.params]
+fast = 5
+slow = 20
+stop_loss_pct = 0.1
+take_profit_pct = 0.5
+"""
+
+
+def test_the_same_seed_gives_the_same_report_and_another_seed_another():
+    s = loads(DEMO).settings
+    a = run_backtest(s, start=START, end=START + timedelta(hours=6)).as_dict()
+    b = run_backtest(s, start=START, end=START + timedelta(hours=6)).as_dict()
+    for doc in (a, b):
+        doc.pop("seconds")
+    assert a == b
+    assert a["trades_count"] > 5
+    other = dataclasses.replace(s, sim=dataclasses.replace(s.sim, seed=7))
+    c = run_backtest(other, start=START, end=START + timedelta(hours=6)).as_dict()
+    assert c["trades"] != a["trades"]
+
+
+def test_stop_losses_trip_stoploss_guard_and_entries_wait_for_the_lock_to_end():
+    s = loads(DEMO).settings
+    r = run_backtest(s, start=START, end=START + timedelta(hours=4))
+    assert r.locks_by_protection().get("stoploss_guard", 0) >= 1
+    lock = r.locks[0]
+    assert r.refusals.get("protections", 0) > 0
+    # no trade opened while the lock held
+    assert not any(lock.start < t.opened_at < lock.end for t in r.trades)
+    assert r.lock_seconds == pytest.approx((lock.end - lock.start).total_seconds())
+
+
+def test_the_report_adds_up():
+    r = run_backtest(Settings(), start=DEFAULT_ORIGIN, end=DEFAULT_ORIGIN + timedelta(hours=8))
+    d = r.as_dict()
+    assert d["bars"] == 2 * 8 * 60
+    assert d["trades_count"] == len(d["trades"])
+    assert Decimal(d["realized_pnl"]) == sum(t.pnl for t in r.trades)
+    wins = sum(1 for t in r.trades if t.pnl > 0)
+    assert d["win_rate"] == round(wins / len(r.trades), 4)
+    assert 0 <= d["max_drawdown"] < 1 and 0 <= d["exposure"] <= 1
+    assert r.final_equity == r.starting_cash + r.net_pnl
+
+
+def test_fees_and_slippage_from_sim_settings_cost_money():
+    base = loads(DEMO).settings
+    costly = loads(DEMO + '[sim]\nfee_per_share = "0.01"\nslippage_bps = "5"\n').settings
+    end = START + timedelta(hours=6)
+    cheap_run = run_backtest(base, start=START, end=end, symbols=["AAPL"])
+    costly_run = run_backtest(costly, start=START, end=end, symbols=["AAPL"])
+    assert costly_run.fees > 0
+    assert costly_run.net_pnl < cheap_run.net_pnl
+
+
+def test_lock_time_counts_overlapping_locks_once():
+    class L:
+        def __init__(self, a, b):
+            self.start, self.end = START + timedelta(minutes=a), START + timedelta(minutes=b)
+
+    locks = [L(0, 60), L(30, 90), L(200, 230)]
+    assert _lock_seconds(locks, START + timedelta(minutes=220)) == (90 + 20) * 60
+
+
+def write_csv(path, rows):
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "open", "high", "low", "close", "volume", "symbol"])
+        w.writerows(rows)
+
+
+def trending_rows(symbol: str, n: int = 120):
+    rows = []
+    for i in range(n):
+        # down for 40 bars, up for 40, down again: two crossovers
+        leg = i // 40
+        price = 100 + (i % 40) * (0.5 if leg == 1 else -0.5) + (20 if leg == 2 else 0)
+        t = (START + timedelta(minutes=i)).isoformat()
+        rows.append([t, price, price + 0.2, price - 0.2, price, 1000, symbol])
+    return rows
+
+
+def test_a_csv_backtest_fills_at_the_files_prices(mqd, tmp_path):
+    data = tmp_path / "bars.csv"
+    write_csv(data, trending_rows("TEST"))
+    r = mqd("backtest", "--data", data, "--json")
+    doc = r.json
+    assert doc["symbols"] == ["TEST"] and doc["bars"] == 120
+    assert doc["orders"]["fills"] >= 1
+    prices = {Decimal(str(row[1])) for row in trending_rows("TEST")}
+    for t in doc["trades"]:
+        assert Decimal(t["entry_price"]) in prices
+
+
+def test_a_malformed_csv_is_a_usage_error_naming_the_line(mqd, tmp_path):
+    data = tmp_path / "bad.csv"
+    data.write_text("timestamp,open,high,low,close,volume\n2026-01-05T14:30:00Z,1,2,0.5,x,10\n")
+    r = mqd("backtest", "--data", data, expect=2)
+    assert "bad.csv:2" in r.stderr
+
+
+def test_a_user_strategy_is_loaded_from_a_file(mqd, config_file, tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "from decimal import Decimal\n"
+        "from mqd_cli.model import OrderIntent, Side\n"
+        "from mqd_cli.strategies.base import BaseStrategy, Param\n"
+        "class EveryTen(BaseStrategy):\n"
+        "    name = 'every_ten'\n"
+        "    PARAMS = {'every': Param(int, 10, 'bars between trades', min=1)}\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        self.n = getattr(self, 'n', 0) + 1\n"
+        "        if self.n % self.params['every']:\n"
+        "            return []\n"
+        "        pos = ctx.position(bar.symbol)\n"
+        "        side = Side.SELL if pos else Side.BUY\n"
+        "        return [OrderIntent(bar.symbol, side, qty=Decimal(1), reason='signal')]\n"
+    )
+    cfg = config_file(
+        '[strategy]\nname = "mine.py:EveryTen"\nsymbols = ["AAPL"]\n[strategy.params]\nevery = 30\n'
+    )
+    doc = mqd(
+        "backtest",
+        "--config",
+        cfg,
+        "--from",
+        "2026-01-05",
+        "--to",
+        "2026-01-05T10:00:00Z",
+        "--json",
+    ).json
+    assert doc["strategy"] == "every_ten"
+    assert doc["bars"] == 600 and doc["orders"]["submitted"] == 20
+    assert doc["trades_count"] == 10
+
+
+def test_an_unknown_symbol_is_a_usage_error(mqd):
+    r = mqd("backtest", "--symbols", "NOPE", expect=2)
+    assert "NOPE" in r.stderr
+
+
+def test_the_table_report_lists_the_metrics(mqd):
+    r = mqd("backtest", "--synthetic", "--from", "2026-01-05", "--to", "2026-01-05T06:00:00Z")
+    for word in ("win rate", "max drawdown", "exposure", "protection triggers", "lock time"):
+        assert word in r.stdout
+
+
+def test_plot_writes_a_png_or_explains_the_missing_extra(mqd, tmp_path):
+    out = tmp_path / "equity.png"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        r = mqd("backtest", "--to", "2026-01-02T18:30:00Z", "--plot", out, expect=2)
+        assert "mqd[plot]" in r.stderr
+        return
+    mqd("backtest", "--to", "2026-01-02T18:30:00Z", "--plot", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
