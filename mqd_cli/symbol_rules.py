@@ -4,7 +4,7 @@ Sub-penny prices are refused (0.01 tick at or above $1, 0.0001 below); fractiona
 orders need a fractionable asset, ``day`` time in force, market (or limit for qty) orders, at
 least $1, and cannot open a short; crypto uses the asset's ``min_order_size`` /
 ``min_trade_increment`` / ``price_increment`` and gtc/ioc only; extended hours need a limit +
-day order (see docs/symbols.md).
+day order (see the README, "Symbol properties").
 """
 
 from __future__ import annotations

@@ -14,8 +14,15 @@ from mqd_cli.errors import BrokerError, ExitCode
 class BrokerCallError(BrokerError):
     """Base of every broker failure. ``status`` is the HTTP status when there was one."""
 
-    def __init__(self, message: str, hint: str = "", *, status: int | None = None,
-                 code: int | None = None, body: dict | None = None):
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        body: dict | None = None,
+    ):
         super().__init__(message, hint)
         self.status = status
         self.code = code
@@ -45,8 +52,15 @@ class AuthFailed(BrokerCallError):
 class RateLimited(BrokerCallError):
     """429: the budget is spent. ``reset_at`` (from X-Ratelimit-Reset) or ``retry_after`` (s)."""
 
-    def __init__(self, message: str = "rate limit exceeded", hint: str = "", *,
-                 reset_at: datetime | None = None, retry_after: float | None = None, **kw):
+    def __init__(
+        self,
+        message: str = "rate limit exceeded",
+        hint: str = "",
+        *,
+        reset_at: datetime | None = None,
+        retry_after: float | None = None,
+        **kw,
+    ):
         super().__init__(message, hint or "wait for the rate-limit window to reset", **kw)
         self.reset_at = reset_at
         self.retry_after = retry_after

@@ -1,10 +1,11 @@
 """Order admission on the simulated exchange: which orders it accepts, and how it refuses.
 
-Every refusal carries Alpaca's HTTP status, 8-digit code, message and body (see ``docs/sim.md``
-for the table and which texts are inferred rather than quoted): 422 40010001 for malformed
-orders, 422 42210000 for orders the market cannot take, 403 40310000 for insufficient buying
-power or qty, 404 40410000 for unknown orders, assets and positions. The checks run in
-Alpaca's order, so an order with several faults gets the same error it would get there.
+Every refusal carries Alpaca's HTTP status, 8-digit code, message and body (see the README,
+"The simulated exchange", for the table and which texts are inferred rather than quoted):
+422 40010001 for malformed orders, 422 42210000 for orders the market cannot take,
+403 40310000 for insufficient buying power or qty, 404 40410000 for unknown orders, assets and
+positions. The checks run in Alpaca's order, so an order with several faults gets the same
+error it would get there.
 
 Buying power counts what working orders that open or add to a position already hold; sells
 must be covered by the long position minus what other sells hold, or be an allowed short

@@ -136,7 +136,7 @@ def validate_params(
         else:
             out[key] = converted
     if problems:
-        raise ConfigError(problems, f"see `{strategy}` in docs/strategies-risk.md for its params")
+        raise ConfigError(problems, f"see `{strategy}` in the README (Strategies) for its params")
     return out
 
 

@@ -41,7 +41,7 @@ class BuyAndHold(BaseStrategy):
             if params[key] is not None and params[key] <= 0:
                 problems.append(f"{path}.{key}: must be greater than 0, got {params[key]}")
         if problems:
-            raise ConfigError(problems, "see buy_and_hold in docs/strategies-risk.md")
+            raise ConfigError(problems, "see buy_and_hold in the README (Strategies)")
 
     def __init__(self, params: Mapping[str, Any] | None = None, symbols: Sequence[str] = ()):
         full = {name: p.default for name, p in self.PARAMS.items()}

@@ -137,7 +137,7 @@ class SmaCross(BaseStrategy):
             if params[key] is not None and params[key] <= 0:
                 problems.append(f"{path}.{key}: must be greater than 0, got {params[key]}")
         if problems:
-            raise ConfigError(problems, "see sma_cross in docs/strategies-risk.md")
+            raise ConfigError(problems, "see sma_cross in the README (Strategies)")
 
     def __init__(self, params: Mapping[str, Any] | None = None, symbols: Sequence[str] = ()):
         full = {name: p.default for name, p in self.PARAMS.items()}
