@@ -93,7 +93,8 @@ class Output:
     ) -> None:
         from rich.table import Table
 
-        t = Table(title=title, title_justify="left", header_style="bold")
+        # A table whose columns have no names (key/value summaries) draws no header row.
+        t = Table(title=title, title_justify="left", header_style="bold", show_header=any(columns))
         for i, col in enumerate(columns):
             style = styles[i] if styles and i < len(styles) else None
             t.add_column(col, style=style)
