@@ -16,37 +16,48 @@ account, so this client:
   frame can kill the loop;
 * feeds every event to the OrderTracker (which journals it) and to subscribers.
 
-The lease (``StreamLease``, ``run_leased``) records in the store which process holds the
-account's one connection, so ``mqd stream tail`` reads that holder's journal instead of
-opening a second connection. websockets is imported only when the tracker runs.
+The lease (``StreamLease``, ``run_leased``, in ``stream_lease.py`` and re-exported here) records
+in the store which process holds the account's one connection. websockets is imported only when
+the tracker runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import random
-import socket
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mqd_cli.clock import Clock
-from mqd_cli.errors import StateError, UsageError
+from mqd_cli.errors import UsageError
 from mqd_cli.model import OrderReport, OrderStatus, TradeEvent, TradeUpdate
+from mqd_cli.stream_lease import LeaseHeld, StreamLease, account_key, holder_id, run_leased
 from mqd_cli.wire import PayloadError, parse_trade_update
 
 if TYPE_CHECKING:
     from mqd_cli.factory import Services
-    from mqd_cli.store import Store
-    from mqd_cli.store.stream import Lease
+
+__all__ = [
+    "AuthRejected",
+    "HandshakeRejected",
+    "LeaseHeld",
+    "StreamHealth",
+    "StreamLease",
+    "StreamOptions",
+    "UserStreamTracker",
+    "account_key",
+    "backoff_delay",
+    "build",
+    "holder_id",
+    "run_leased",
+]
 
 log = logging.getLogger("mqd.stream")
 # websockets logs every frame at DEBUG, the auth message (with the secret) included: never below
@@ -87,10 +98,6 @@ class HandshakeRejected(Exception):
 
 class AuthRejected(Exception):
     """The server answered the auth message with ``unauthorized``."""
-
-
-class LeaseHeld(StateError):
-    """Another live process holds the account's trade_updates stream."""
 
 
 @dataclass(frozen=True)
@@ -188,23 +195,6 @@ def backoff_delay(
     if floor > 0:
         ceiling = max(ceiling, 2 * floor)
     return rng.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
-
-
-def holder_id() -> str:
-    """This process, as the lease names it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def account_key(settings: Any) -> str:
-    """The lease's account: a hash of the API key id (no network; the same in every process).
-
-    Alpaca limits the stream per account and a paper account has one key pair, so the key
-    identifies it; ``broker = "sim"`` is the account ``sim``.
-    """
-    if getattr(settings, "broker", "sim") != "alpaca":
-        return "sim"
-    key = settings.alpaca.key_id.reveal() or ""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class UserStreamTracker:
@@ -348,28 +338,26 @@ class UserStreamTracker:
 
     async def _session_until_stopped(self) -> bool:
         """``_session()``, cancelled (socket closed) as soon as ``stop()`` is called."""
-        assert self._stop is not None
-        session = asyncio.ensure_future(self._session())
-        stopper = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not session.done():
-                session.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await session
-        return False if session.cancelled() else session.result()
+        return bool(await self._until_stopped(self._session()))
 
     async def _sleep_or_stop(self, seconds: float) -> None:
+        await self._until_stopped(self.clock.sleep_async(seconds))
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """``work``'s result, or None when ``stop()`` came first (``work`` is then cancelled);
+        an exception of ``work`` propagates."""
         assert self._stop is not None
-        sleeper = asyncio.ensure_future(self.clock.sleep_async(seconds))
+        task = asyncio.ensure_future(work)
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sleeper, stopper):
+            stopper.cancel()
+            if not task.done():
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return None if task.cancelled() else task.result()
 
     def _set_connected(self, connected: bool) -> None:
         self.health.connected = connected
@@ -716,108 +704,3 @@ def build(services: Services) -> UserStreamTracker:
         broker=services.broker,
         options=StreamOptions.from_settings(settings.stream),
     )
-
-
-# -- the lease ------------------------------------------------------------------------------------
-
-
-class StreamLease:
-    """This process's claim on the account's one trade_updates connection, in the store."""
-
-    def __init__(
-        self,
-        store: Store,
-        account: str,
-        clock: Clock,
-        ttl: timedelta,
-        holder: str | None = None,
-    ):
-        self.store = store
-        self.account = account
-        self.clock = clock
-        self.ttl = ttl
-        self.holder = holder or holder_id()
-        self.held = False
-
-    @classmethod
-    def for_services(cls, services: Services) -> StreamLease:
-        return cls(
-            services.store,
-            account_key(services.settings),
-            services.clock,
-            services.settings.stream.lease_ttl,
-        )
-
-    def acquire(self) -> Lease:
-        """Take the lease; ``LeaseHeld`` names the live holder when another process has it."""
-        from mqd_cli.store import stream as q
-
-        now = self.clock.now()
-        lease = q.acquire(self.store, self.account, self.holder, now, self.ttl)
-        if lease is None:
-            other = q.live_lease(self.store, self.account, now)
-            who = other.holder if other else "another process"
-            age = (now - other.heartbeat_at).total_seconds() if other else 0.0
-            raise LeaseHeld(
-                f"{who} holds this account's trade_updates stream (heartbeat {age:.0f}s ago)",
-                "stop that process, or watch it with `mqd stream tail`; a dead holder's lease"
-                f" expires {self.ttl.total_seconds():g}s after its last heartbeat",
-            )
-        self.held = True
-        return lease
-
-    def heartbeat(self, health: StreamHealth | None = None) -> bool:
-        """Extend the lease (with the health for other processes); False when it was lost."""
-        from mqd_cli.store import stream as q
-
-        doc = health.as_dict() if health is not None else None
-        self.held = q.heartbeat(
-            self.store, self.account, self.holder, self.clock.now(), self.ttl, doc
-        )
-        return self.held
-
-    def release(self) -> None:
-        from mqd_cli.store import stream as q
-
-        q.release(self.store, self.account, self.holder)
-        self.held = False
-
-
-async def run_leased(stream: UserStreamTracker, lease: StreamLease) -> None:
-    """Hold the lease while the stream runs: acquire (``LeaseHeld`` if another process is the
-    live holder, before any connection), heartbeat every ttl/3 with the stream's health,
-    release when the stream stops. A lease lost to another holder stops the stream and raises
-    ``LeaseHeld``: two holders would fight for the one connection."""
-    lease.acquire()
-    lost: list[LeaseHeld] = []
-
-    async def keep() -> None:
-        interval = max(lease.ttl.total_seconds() / 3, 0.05)
-        while True:
-            await lease.clock.sleep_async(interval)
-            try:
-                if lease.heartbeat(stream.health):
-                    continue
-                log.warning("trade_updates lease lost; taking it back")
-                lease.acquire()
-            except LeaseHeld as exc:
-                log.error("trade_updates: %s; stopping the stream", exc.message)
-                lost.append(exc)
-                stream.stop()
-                return
-            except Exception:  # a busy store: the next heartbeat tries again
-                log.exception("trade_updates lease heartbeat failed")
-
-    keeper = asyncio.create_task(keep())
-    try:
-        lease.heartbeat(stream.health)
-        await stream.run()
-    finally:
-        keeper.cancel()
-        with contextlib.suppress(BaseException):
-            await keeper
-        if lease.held:
-            with contextlib.suppress(Exception):
-                lease.release()
-    if lost:
-        raise lost[0]
