@@ -246,6 +246,11 @@ async def test_a_drop_after_events_reconnects_at_once_not_after_a_backoff(world)
     async with running(stream):
         placed = await submit(broker, [market(qty="1")])
         await settled(srv, broker, tracker, [placed[0].client_order_id])
+        # the fill may reach the tracker by the connect-time gap fill first: wait until this
+        # connection has itself delivered the order's frames, so it counts as healthy
+        async with asyncio.timeout(10):
+            while not stream.health.events and not stream.health.duplicates:
+                await asyncio.sleep(0.01)
         srv.drop_streams()
         async with asyncio.timeout(5):  # a backoff would wait 30-60 s
             while stream.health.connects < 2 or not stream.health.connected:
