@@ -61,7 +61,7 @@ def spawn(cfg: Path, home: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for(proc: subprocess.Popen, kind: str, timeout: float = 30) -> None:
+def wait_for(proc: subprocess.Popen, kind: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
