@@ -5,14 +5,15 @@ The bars the strategy sees and the prices orders fill at come from the same sour
 ``SimBroker.load_csv_prices``). Each bar is processed when it completes (the clock is moved to
 the bar's end first), so a market order sent on a bar fills at the next bar's open, with the
 configured slippage and fees. Everything is in memory (tracker, locks, symbol properties in an
-in-memory SQLite store): same seed and data, same report.
+in-memory SQLite store): same seed and data, same report. Finished orders are let go every
+``FORGET_EVERY`` submits (``OrderTracker.forget_closed``, ``SimBroker.archive_finished``):
+nothing in a backtest looks at them again, and a million-bar run keeps only what may trade.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,18 +27,21 @@ from mqd_cli.model import Bar
 
 ZERO = Decimal(0)
 _CHUNK = timedelta(days=2)  # bars generated per symbol at a time (bounded memory)
+FORGET_EVERY = 64  # submits between two clear-outs of finished orders
+_RATIO = Decimal("0.000001")
 
 
 @dataclass(frozen=True)
 class EquityPoint:
     at: datetime
     equity: Decimal
-    drawdown: float  # fraction below the running peak (0.05 = 5 %)
+    drawdown: Decimal  # fraction below the running peak (0.05 = 5 %)
 
 
 @dataclass
 class BacktestResult:
-    """Everything the report shows. Money is Decimal; ratios are floats."""
+    """Everything the report shows. Money and the drawdown (a ratio of money) are Decimal;
+    win rate and exposure (ratios of counts) are floats."""
 
     strategy: str
     symbols: tuple[str, ...]
@@ -50,7 +54,7 @@ class BacktestResult:
     starting_cash: Decimal
     final_equity: Decimal
     fees: Decimal
-    max_drawdown: float
+    max_drawdown: Decimal
     max_drawdown_amount: Decimal
     exposure: float
     trades: list[Any]
@@ -107,7 +111,7 @@ class BacktestResult:
             "trades_count": len(self.trades),
             "win_rate": None if self.win_rate is None else round(self.win_rate, 4),
             "exit_reasons": self.exit_reasons(),
-            "max_drawdown": round(self.max_drawdown, 6),
+            "max_drawdown": self.max_drawdown.quantize(_RATIO),
             "max_drawdown_amount": self.max_drawdown_amount,
             "exposure": round(self.exposure, 4),
             "protection_triggers": self.locks_by_protection(),
@@ -212,8 +216,11 @@ def run_backtest(
     ``bars`` overrides the bar stream (they must come from the same price source the
     simulated exchange fills on, e.g. ``sim_bars`` of an identical broker: benchmarks).
     """
+    from dataclasses import replace
+
     from mqd_cli.clock import BacktestClock
     from mqd_cli.orders import OrderTracker
+    from mqd_cli.protections.manager import ProtectionManager
     from mqd_cli.risk import RiskGate
     from mqd_cli.store import Store
     from mqd_cli.store.trades import insert_closed_trade
@@ -247,14 +254,16 @@ def run_backtest(
         sync_symbols(store, broker, clock)
         book = SymbolBook(store, clock)
         if strategy is None:
-            from dataclasses import replace
-
             strategy = load_strategy(
                 replace(settings.strategy, symbols=list(symbols)), base_dir=base_dir
             )
         tracker = OrderTracker(None, clock, strategy=getattr(strategy, "name", ""))
-        protections = _WindowedProtections(
-            settings.protections, store, clock, starting_equity=settings.sim.starting_cash
+        # Equity before the first trade is the simulated account's starting cash.
+        drawdown = replace(
+            settings.protections.max_drawdown, starting_equity=settings.sim.starting_cash
+        )
+        protections = ProtectionManager(
+            replace(settings.protections, max_drawdown=drawdown), store, clock
         )
         engine = Engine(
             strategy=strategy,
@@ -279,7 +288,7 @@ def run_backtest(
 
         protections.notify = on_protection
         broker.subscribe(engine.on_trade_update)
-        engine.after_submit = _Compactor(tracker, broker)
+        engine.after_submit = _forget_finished_orders(tracker, broker)
         if bars is None:
             bars = merged([sim_bars(broker, s, start, end, timeframe) for s in symbols])
         expected = max(1, int((end - start) / timeframe) * len(symbols))
@@ -324,6 +333,26 @@ def engine_trades(store: Any) -> list[Any]:
     return closed_trades(store)
 
 
+def _forget_finished_orders(tracker: Any, broker: Any) -> Callable[[], None]:
+    """``Engine.after_submit``: every ``FORGET_EVERY`` submits, the tracker and the simulated
+    exchange let go of their finished orders (positions, cash and trades are unaffected)."""
+    count = 0
+
+    def after_submit() -> None:
+        nonlocal count
+        count += 1
+        if count % FORGET_EVERY == 0:
+            tracker.forget_closed()
+            broker.archive_finished()
+
+    return after_submit
+
+
+def _ratio(amount: Decimal, peak: Decimal) -> Decimal:
+    """``amount`` as a fraction of ``peak`` (0 when there is no positive peak)."""
+    return amount / peak if peak > 0 else ZERO
+
+
 def _drive(
     engine: Engine,
     clock: Any,
@@ -332,7 +361,7 @@ def _drive(
     expected: int,
     progress: Callable[[int, int], None] | None,
     curve_points: int,
-) -> tuple[int, list[EquityPoint], float, Decimal, int, float]:
+) -> tuple[int, list[EquityPoint], Decimal, Decimal, int, float]:
     """The hot loop: move the clock to each bar's end, hand the bar to the engine, follow
     equity (peak, drawdown) and exposure. Returns (bars, curve, max dd, max dd amount,
     bars with a position, seconds)."""
@@ -340,12 +369,11 @@ def _drive(
 
     stopwatch = RealTimeClock()  # the run's duration for the report, never a market time
     on_bar = engine.on_bar
-    qty = engine._qty
     sample = max(1, expected // max(1, curve_points))
     report_every = max(1, expected // 200)
     curve: list[EquityPoint] = []
     peak = engine.equity
-    max_dd = 0.0
+    max_dd = ZERO
     max_dd_amount = ZERO
     exposed = 0
     n = 0
@@ -362,23 +390,21 @@ def _drive(
                 engine.due = now = bar_end  # the clock follows when something reads it
             on_bar(bar)
             n += 1
-            if qty:
+            if engine.in_market:
                 exposed += 1
-                equity = engine.cash + engine._market_value
+                equity = engine.equity
                 if equity > peak:
                     peak = equity
                 elif equity < peak:
                     amount = peak - equity
                     if amount > max_dd_amount:
                         max_dd_amount = amount
-                        max_dd = float(amount / peak) if peak > 0 else 0.0
+                        max_dd = _ratio(amount, peak)
             elif engine.cash > peak:
                 peak = engine.cash
             if n % sample == 0:
                 equity = engine.equity
-                curve.append(
-                    EquityPoint(now, equity, float((peak - equity) / peak) if peak else 0.0)
-                )
+                curve.append(EquityPoint(now, equity, _ratio(peak - equity, peak)))
             if progress is not None and n % report_every == 0:
                 progress(n, expected)
     finally:
@@ -388,100 +414,8 @@ def _drive(
     if progress is not None:
         progress(n, n)
     equity = engine.equity
-    curve.append(EquityPoint(now, equity, float((peak - equity) / peak) if peak > 0 else 0.0))
+    curve.append(EquityPoint(now, equity, _ratio(peak - equity, peak)))
     return n, curve, max_dd, max_dd_amount, exposed, seconds
-
-
-def _windowed_protections_class() -> type:
-    from mqd_cli.protections.base import EquityPoint as ProtectionEquity
-    from mqd_cli.protections.base import EvalContext
-    from mqd_cli.protections.manager import ProtectionManager
-
-    class WindowedProtections(ProtectionManager):
-        """``ProtectionManager`` whose evaluation context comes from memory.
-
-        The manager rebuilds each context from the store (every closed trade of the longest
-        lookback, parsed again, plus the PnL of all older trades), which is right for a live
-        loop sharing the store with other processes but costs O(history) per closed trade in a
-        long backtest. Here the same context (starting equity plus realized PnL before the
-        window, then each trade of the window) is kept incrementally. Locks are still placed,
-        persisted and queried by the manager itself.
-        """
-
-        def __init__(self, settings: Any, store: Any, clock: Any, *, starting_equity: Decimal):
-            super().__init__(settings, store, clock)
-            self._window: deque[Any] = deque()
-            self._before = Decimal(starting_equity)  # equity at the window's start
-            self._every_trade = settings.low_profit.enabled or (
-                settings.cooldown.enabled and settings.cooldown.after_any_exit
-            )
-
-        def on_trade_closed(self, trade: Any) -> list[Any]:
-            self._window.append(trade)
-            if trade.pnl >= 0 and not self._every_trade:
-                # A win cannot start a lock: StoplossGuard and Cooldown count losses only, and
-                # equity that rises makes no new drawdown trough (locks anchor on the losing
-                # event). LowProfit and after_any_exit cooldowns do judge every trade.
-                return []
-            return self.evaluate()
-
-        def context(self, now: datetime, protections: Any = None, extra_trades: tuple = ()) -> Any:
-            protections = protections if protections is not None else self.protections
-            since = now - max(p.history_needed() for p in protections)
-            window = self._window
-            while window and window[0].closed_at < since:
-                self._before += window.popleft().pnl
-            trades = list(window)
-            equity = self._before
-            points = [ProtectionEquity(since, equity, "trades")]
-            for t in trades:
-                equity += t.pnl
-                points.append(ProtectionEquity(t.closed_at, equity, "trades"))
-            if points[-1].at < now:
-                points.append(ProtectionEquity(now, equity, "trades"))
-            return EvalContext(now=now, trades=trades, equity=points)
-
-    return WindowedProtections
-
-
-def _WindowedProtections(settings: Any, store: Any, clock: Any, *, starting_equity: Any) -> Any:
-    return _windowed_protections_class()(
-        settings, store, clock, starting_equity=Decimal(starting_equity)
-    )
-
-
-class _Compactor:
-    """Forgets finished orders every ``every`` submits.
-
-    ``OrderTracker.start`` and ``SimBroker`` submits/steps scan every order they ever held, so a
-    long backtest would slow down quadratically. Nothing in a backtest looks at a finished
-    order again (closed trades and positions live elsewhere), so the finished ones are dropped
-    from both. Uses their internals on purpose: neither offers a way to forget orders yet.
-    """
-
-    def __init__(self, tracker: Any, broker: Any, every: int = 64):
-        self.tracker = tracker
-        self.broker = broker
-        self.every = every
-        self.count = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-        if self.count % self.every:
-            return
-        t = self.tracker
-        orders = getattr(t, "_orders", None)
-        by_broker = getattr(t, "_by_broker_id", None)
-        if isinstance(orders, dict):
-            for cid in [c for c, o in orders.items() if not o.is_open]:
-                o = orders.pop(cid)
-                if isinstance(by_broker, dict) and o.broker_id:
-                    by_broker.pop(o.broker_id, None)
-        b = self.broker
-        working = getattr(b, "_orders", None)
-        if isinstance(working, dict):
-            with b._lock:
-                b._orders = {k: o for k, o in working.items() if o.is_working}
 
 
 def _lock_seconds(locks: list[Any], end: datetime) -> float:
@@ -517,7 +451,7 @@ def write_plot(result: BacktestResult, path: str | Path) -> Path:
     path = Path(path).expanduser()
     times = [p.at for p in result.equity_curve]
     equity = [float(p.equity) for p in result.equity_curve]
-    drawdown = [-p.drawdown * 100 for p in result.equity_curve]
+    drawdown = [-float(p.drawdown) * 100 for p in result.equity_curve]  # floats for plotting
     fig, (top, bottom) = plt.subplots(
         2, 1, sharex=True, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 1]}
     )

@@ -253,6 +253,11 @@ class Engine:
         return self.cash + self._market_value
 
     @property
+    def in_market(self) -> bool:
+        """Whether any position is open."""
+        return bool(self._qty)
+
+    @property
     def open_order_count(self) -> int:
         return self._open_count
 

@@ -88,7 +88,10 @@ def _check_range(start: datetime, end: datetime) -> None:
 
 
 class SyntheticFeed(_Poller):
-    """The simulator's deterministic random walk: same seed, origin and prices, same bars."""
+    """The simulator's deterministic random walk: same seed, origin and prices, same bars.
+
+    Start prices default to the simulated exchange's (``sim_assets.START_PRICES``), so with
+    the exchange's seed and bar length these are the bars its orders fill on."""
 
     def __init__(
         self,
@@ -100,11 +103,13 @@ class SyntheticFeed(_Poller):
         clock: Clock | None = None,
         lookback: timedelta = timedelta(hours=1),
     ):
+        from mqd_cli.brokers.sim_assets import START_PRICES
         from mqd_cli.prices import DEFAULT_ORIGIN, SyntheticPrices
 
         self.timeframe = timeframe
         self.clock = clock  # type: ignore[assignment]  # only poll() needs it
-        self.prices = SyntheticPrices(seed, timeframe, origin or DEFAULT_ORIGIN, start_prices)
+        prices = dict(START_PRICES if start_prices is None else start_prices)
+        self.prices = SyntheticPrices(seed, timeframe, origin or DEFAULT_ORIGIN, prices)
         self._init_poller(lookback)
 
     def history(self, symbols: Sequence[str], start: datetime, end: datetime) -> Iterator[Bar]:

@@ -111,7 +111,9 @@ class OrderTracker:
     """Tracks orders from intent to completion; journals every event before applying it.
 
     ``store=None`` keeps everything in memory (backtests, benchmarks). Not thread-safe: one
-    owner (the run loop or the stream task) calls it.
+    owner (the run loop or the stream task) calls it. Open orders are indexed on their own, so
+    the per-order work (``start``, ``open_orders``) grows with the open orders, not with
+    history; ``forget_closed`` lets a long session drop finished orders from memory.
     """
 
     def __init__(
@@ -128,7 +130,9 @@ class OrderTracker:
         self.strategy = strategy
         self.on_trade_closed = on_trade_closed
         self._orders: dict[str, TrackedOrder] = {}
+        self._open: dict[str, TrackedOrder] = {}  # the orders whose status is in OPEN_SET
         self._by_broker_id: dict[str, str] = {}
+        self._forgotten_net = ZERO  # net_traded() of the orders forget_closed dropped
         self._positions: dict[str, TrackedPosition] = {}
         self._sequences: dict[tuple[str, str], int] = {}
         self._last_event_at: datetime | None = None
@@ -163,6 +167,8 @@ class OrderTracker:
         assert self.store is not None
         state = self._j.load(self.store)
         self._orders = state.orders
+        self._open = {c: o for c, o in self._orders.items() if o.status in OPEN_SET}
+        self._forgotten_net = ZERO  # the store holds every order: nothing is forgotten now
         self._positions = state.positions
         self._sequences = state.sequences
         self._journal_id = state.journal_id
@@ -204,7 +210,7 @@ class OrderTracker:
         return list(self._orders.values())
 
     def open_orders(self) -> list[TrackedOrder]:
-        return [o for o in self._orders.values() if o.status in OPEN_SET]
+        return list(self._open.values())
 
     def positions(self) -> dict[str, TrackedPosition]:
         return {s: p for s, p in self._positions.items() if p.qty}
@@ -217,11 +223,35 @@ class OrderTracker:
 
     def net_traded(self) -> Decimal:
         """Cash our fills moved: sell proceeds minus buy costs minus fees, all orders."""
-        total = ZERO
+        total = self._forgotten_net
         for o in self._orders.values():
-            n = o.filled_notional
-            total += (n if o.side is _SELL else -n) - o.fees
+            total += _net_of(o)
         return total
+
+    def forget_closed(self, before: datetime | None = None) -> int:
+        """Drop finished orders (status not open) from memory; returns how many.
+
+        With ``before``, only those last updated before it. Positions, sequences and
+        ``net_traded`` are unchanged, and the store keeps every order, so ``restore`` and
+        ``refresh`` bring them back. For a long session (a backtest) whose broker says nothing
+        more about a finished order: an event that still arrives for a forgotten one (a fill
+        after a cancel) is treated as one for an order mqd never placed, so live sessions
+        should pass a ``before`` well past the broker's late reports.
+        """
+        pending = self._pending.orders  # not yet written: keep until flushed
+        drop = [
+            o
+            for cid, o in self._orders.items()
+            if cid not in self._open
+            and cid not in pending
+            and (before is None or (o.updated_at is not None and o.updated_at < before))
+        ]
+        for o in drop:
+            del self._orders[o.client_order_id]
+            if o.broker_id and self._by_broker_id.get(o.broker_id) == o.client_order_id:
+                del self._by_broker_id[o.broker_id]
+            self._forgotten_net += _net_of(o)
+        return len(drop)
 
     # -- submit lifecycle --------------------------------------------------------------------
 
@@ -236,7 +266,7 @@ class OrderTracker:
         strategy = intent.strategy or self.strategy
         intent = replace(intent, strategy=strategy)
         key = intent_key(intent)
-        for o in self._orders.values():
+        for o in self._open.values():  # an unanswered submit is pending_new, hence open
             if (
                 o.intent_key == key
                 and o.submit_state in ("pending", "uncertain")
@@ -267,6 +297,7 @@ class OrderTracker:
         )
         self._sequences[seq_key] = seq
         self._orders[cid] = o
+        self._open[cid] = o
         if self._j is not None:
             self._pending.sequences.append((strategy, intent.symbol, seq))
             payload = self._j.intent_payload(intent, cid)
@@ -404,6 +435,7 @@ class OrderTracker:
             replaces=parent.client_order_id if parent else None,
         )
         self._orders[o.client_order_id] = o
+        self._open[o.client_order_id] = o
         return o, True
 
     def _apply(
@@ -462,6 +494,10 @@ class OrderTracker:
         if enters_pending:
             o.previous_status = before
         o.status = nxt
+        if nxt in OPEN_SET:
+            self._open[o.client_order_id] = o
+        else:
+            self._open.pop(o.client_order_id, None)
         o.updated_at = when
         dq, closed = ZERO, ()
         if totals is not None:
@@ -605,6 +641,12 @@ class OrderTracker:
             self.on_trade_closed(trade)
         except Exception:
             log.exception("on_trade_closed callback failed for %s", trade.trade_id)
+
+
+def _net_of(o: TrackedOrder) -> Decimal:
+    """Cash an order's fills moved: sell proceeds or minus buy costs, minus fees."""
+    n = o.filled_notional
+    return (n if o.side is _SELL else -n) - o.fees
 
 
 class _MemPending:

@@ -59,6 +59,28 @@ def test_the_report_adds_up():
     assert r.final_equity == r.starting_cash + r.net_pnl
 
 
+def test_max_drawdown_is_the_decimal_ratio_of_the_deepest_fall_below_the_peak():
+    r = run_backtest(loads(DEMO).settings, start=START, end=START + timedelta(hours=6))
+    assert isinstance(r.max_drawdown, Decimal) and r.max_drawdown_amount > 0
+    assert all(isinstance(p.drawdown, Decimal) for p in r.equity_curve)
+    assert max(p.drawdown for p in r.equity_curve) <= r.max_drawdown < 1
+    assert r.as_dict()["max_drawdown"] == r.max_drawdown.quantize(Decimal("0.000001"))
+
+
+def test_letting_go_of_finished_orders_leaves_the_report_unchanged(monkeypatch):
+    import mqd_cli.backtest as backtest
+
+    s = loads(DEMO).settings
+    end = START + timedelta(hours=8)
+    monkeypatch.setattr(backtest, "FORGET_EVERY", 2)
+    often = run_backtest(s, start=START, end=end).as_dict()
+    monkeypatch.setattr(backtest, "FORGET_EVERY", 10**9)
+    never = run_backtest(s, start=START, end=end).as_dict()
+    for doc in (often, never):
+        doc.pop("seconds")
+    assert often == never and often["orders"]["submitted"] > 4
+
+
 def test_fees_and_slippage_from_sim_settings_cost_money():
     base = loads(DEMO).settings
     costly = loads(DEMO + '[sim]\nfee_per_share = "0.01"\nslippage_bps = "5"\n').settings

@@ -409,6 +409,18 @@ def test_synthetic_feed_is_deterministic_and_time_ordered():
     )
 
 
+def test_synthetic_feed_bars_are_the_bars_the_simulated_exchange_fills_on():
+    from mqd_cli.brokers.sim import SimBroker
+
+    settings = Settings()
+    broker = SimBroker(settings.sim, BacktestClock(T0), auto_step=False)
+    feed = build_feed(settings, clock=BacktestClock(T0), synthetic=True)
+    for symbol in ("AAPL", "BTC/USD"):
+        bars = list(feed.history([symbol], T0, T0 + 30 * MIN))
+        assert bars == broker.bars(symbol, T0, T0 + 30 * MIN, MIN)
+        assert abs(bars[0].open / broker.prices.start_price(symbol) - 1) < Decimal("0.05")
+
+
 def test_synthetic_feed_polls_completed_bars_on_the_clock():
     clock = BacktestClock(T0)
     feed = SyntheticFeed(seed=1, timeframe=MIN, clock=clock, lookback=timedelta(0))

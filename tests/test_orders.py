@@ -517,3 +517,69 @@ def test_last_event_time_tracks_the_newest_event(clock):
     t.apply(update("new", seconds=2))
     assert t.last_event_time() == T0 + timedelta(seconds=5)
     assert Decimal(0) == t.net_traded()
+
+
+# -- open-order index and forgetting finished orders ---------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(list(TradeEvent)), max_size=12))
+def test_open_orders_index_always_equals_the_orders_whose_status_is_open(events):
+    t = OrderTracker(None, BacktestClock(T0))
+    started = t.start(intent()).client_order_id
+    for i, ev in enumerate(events):
+        t.apply(update(ev.value, "c2" if i % 2 else started, filled="0"))
+    assert t.open_orders() == [o for o in t.orders() if o.is_open]
+
+
+def test_forget_closed_drops_finished_orders_but_keeps_positions_and_net_traded(clock):
+    t = mem(clock)
+    buy = t.start(intent(qty="10")).client_order_id
+    t.apply(update("fill", buy, filled="10", avg="5", exec_id="b1", price="5", fill_qty="10"))
+    sell = t.start(intent(side="sell", qty="10")).client_order_id
+    t.apply(update("new", sell, side="sell", qty="10"))
+    net = t.net_traded()
+    assert t.forget_closed() == 1
+    assert t.order(buy) is None and t.order_by_broker_id(f"id-{buy}") is None
+    assert (
+        [o.client_order_id for o in t.orders()]
+        == [sell]
+        == [o.client_order_id for o in t.open_orders()]
+    )
+    assert t.positions()["AAPL"].qty == 10 and t.net_traded() == net
+    t.apply(update("fill", sell, side="sell", filled="10", avg="6", exec_id="s1", price="6"))
+    assert t.positions() == {} and t.net_traded() == 10
+    assert t.forget_closed() == 1 and t.orders() == [] and t.net_traded() == 10
+
+
+def test_forget_closed_before_keeps_orders_updated_since(clock):
+    t = mem(clock)
+    old = t.start(intent(qty="1")).client_order_id
+    t.on_submit_failed(old, ValueError("422"), definitely_rejected=True)
+    clock.advance(timedelta(minutes=10))
+    recent = t.start(intent(qty="2")).client_order_id
+    t.on_submit_failed(recent, ValueError("422"), definitely_rejected=True)
+    assert t.forget_closed(before=T0 + timedelta(minutes=5)) == 1
+    assert t.order(old) is None and t.order(recent) is not None
+
+
+def test_forgotten_orders_stay_in_the_store_and_come_back_on_restore(tmp_path, clock):
+    path = tmp_path / "m.db"
+    t = OrderTracker(Store.open(path), clock, strategy="sma")
+    cid = t.start(intent(qty="10")).client_order_id
+    t.apply(update("fill", cid, filled="10", avg="5", exec_id="x1", price="5", fill_qty="10"))
+    net = t.net_traded()
+    assert t.forget_closed() == 1 and t.order(cid) is None
+    again = OrderTracker.restore(Store.open(path), clock, strategy="sma")
+    assert again.order(cid).status is S.FILLED and again.net_traded() == net
+    assert again.start(intent(qty="10")).client_order_id.endswith("-2")  # sequence kept
+
+
+def test_start_reuses_the_id_of_an_unanswered_intent_among_many_finished_orders(clock):
+    t = mem(clock)
+    for _ in range(50):
+        cid = t.start(intent(qty="1")).client_order_id
+        t.on_submit_failed(cid, ValueError("422"), definitely_rejected=True)
+    first = t.start(intent(qty="7"))
+    assert t.start(intent(qty="7")).client_order_id == first.client_order_id
+    assert [o.client_order_id for o in t.open_orders()] == [first.client_order_id]

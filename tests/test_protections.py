@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import given
+from hypothesis import settings as settings_h
 from hypothesis import strategies as st
 
 from mqd_cli.clock import BacktestClock
@@ -498,3 +499,96 @@ def test_equity_samples_are_pruned_but_the_window_opener_is_kept(store, clock):
         Decimal(1004),
     ]
     assert equity_samples(store, T0 + timedelta(hours=3, minutes=1))[0][1] == Decimal(1003)
+
+
+# -- the incremental evaluation window -----------------------------------------------------------
+
+
+def _ctx(ctx):
+    return ([t.trade_id for t in ctx.trades], [(p.at, p.equity) for p in ctx.equity])
+
+
+@settings_h(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 6 * 24 * 60),  # closed_at, minutes after T0
+            st.integers(-900, 600),  # pnl
+            st.booleans(),  # told through on_trade_closed (else stored by another path)
+            st.integers(0, 12 * 60),  # clock step before it, minutes
+        ),
+        max_size=25,
+    )
+)
+def test_incremental_context_equals_one_rebuilt_from_the_store(tmp_path_factory, events):
+    store = Store.open(tmp_path_factory.mktemp("w") / "mqd.db")
+    clock = BacktestClock(T0)
+    mgr = ProtectionManager(settings(), store, clock)
+    newest = 0
+    for minute, pnl, told, step in events:
+        clock.advance(timedelta(minutes=step))
+        if not told:  # other paths store in time order (late ones: next test)
+            minute = max(minute, newest)
+        newest = max(newest, minute)
+        t = trade(T0 + timedelta(minutes=minute), str(pnl))
+        insert_closed_trade(store, t)
+        if told:
+            mgr.on_trade_closed(t)
+        else:
+            mgr.evaluate()
+        fresh = ProtectionManager(settings(), store, clock)
+        assert _ctx(mgr.context(clock.now(), mgr.enabled)) == _ctx(
+            fresh.context(clock.now(), fresh.enabled)
+        )
+    store.close()
+
+
+def test_evaluating_a_closed_trade_reads_only_new_trades_not_the_history(store, clock, monkeypatch):
+    from mqd_cli.store import trades as trades_db
+
+    mgr = ProtectionManager(settings(), store, clock)
+    read = []
+    real = trades_db.closed_trades
+    monkeypatch.setattr(
+        trades_db, "closed_trades", lambda *a, **kw: read.append(n := real(*a, **kw)) or n
+    )
+    rebuilds = []
+    real_before = trades_db.realized_pnl_before
+    monkeypatch.setattr(
+        trades_db,
+        "realized_pnl_before",
+        lambda *a: rebuilds.append(1) or real_before(*a),
+    )
+    for i in range(300):
+        close_trade(mgr, store, trade(T0 + timedelta(minutes=30 * i), "-5"))
+    assert len(rebuilds) == 1  # the window was built once, then kept up to date
+    assert len(read) == 300 and max(len(rows) for rows in read[1:]) <= 2  # new and newest
+    ctx = mgr.context(clock.now(), mgr.enabled)
+    assert ctx.equity[0].equity == Decimal("100000") - 5 * (300 - len(ctx.trades))
+
+
+def test_a_small_winner_below_the_required_profit_still_anchors_a_low_profit_lock(store, clock):
+    toml = LP.replace("required_profit = 0.0", "required_profit = 0.05")
+    mgr = ProtectionManager(settings(toml, only="low_profit"), store, clock)
+    assert close_trade(mgr, store, trade(T0, "1")) == []  # +0.1 %, one trade: too few
+    (lock,) = close_trade(mgr, store, trade(T0 + timedelta(minutes=1), "1"))
+    assert lock.end == T0 + timedelta(minutes=1, hours=1)
+
+
+def test_a_winner_is_taken_into_the_window_without_an_evaluation(store, clock, monkeypatch):
+    mgr = ProtectionManager(settings(), store, clock)
+    close_trade(mgr, store, trade(T0, "-10"))
+    monkeypatch.setattr(mgr, "evaluate", lambda **kw: pytest.fail("evaluated a winner"))
+    close_trade(mgr, store, trade(T0 + timedelta(minutes=1), "25"))
+    assert [t.pnl for t in mgr.window.trades] == [-10, 25]
+
+
+def test_trade_stored_out_of_time_order_by_another_path_counts_at_the_next_check(store, clock):
+    mgr = ProtectionManager(settings(CD, only="cooldown"), store, clock)
+    mgr.start()
+    close_trade(mgr, store, trade(T0 + timedelta(minutes=5), "10"))
+    insert_closed_trade(store, trade(T0 + timedelta(minutes=1), "-800"))  # reconcile, later
+    clock.advance(timedelta(minutes=2))  # the periodic check rebuilds from the store
+    lock = mgr.is_locked("AAPL", "long")
+    assert lock is not None and lock.end == T0 + timedelta(minutes=31)
+    mgr.stop()

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from mqd_cli.brokers.errors import OrderRejected
+from mqd_cli.brokers.errors import NotFound, OrderRejected
 from mqd_cli.model import OrderStatus, Side, TradeEvent
 from tests.sim_support import MINUTE, T0, make_sim, scripted
 
@@ -414,3 +414,23 @@ def test_events_are_in_time_order_across_symbols():
     events = sim.broker.step()
     stamps = [e.timestamp for e in events]
     assert stamps == sorted(stamps)
+
+
+def test_archive_finished_keeps_working_orders_and_client_ids_stay_taken():
+    sim = make_sim(scripted("AAPL", FLAT_THEN_DIP))
+    filled = sim.submit(qty="10", client_order_id="a-1")
+    resting = sim.submit(
+        type="limit", limit_price="99.00", time_in_force="gtc", client_order_id="a-2"
+    )
+    cash = sim.broker.get_account().cash
+    assert sim.broker.archive_finished() == 1
+    assert [o.id for o in sim.broker.list_orders("all")] == [resting.id]
+    with pytest.raises(NotFound, match="order not found"):
+        sim.broker.get_order(filled.id)
+    with pytest.raises(OrderRejected, match="client_order_id must be unique"):
+        sim.submit(qty="1", client_order_id="a-1")
+    assert sim.broker.get_account().cash == cash
+    assert sim.broker.get_position("AAPL").qty == D(10)
+    (fill,) = sim.minutes(3)  # the resting order still trades after the archive
+    assert fill.order.id == resting.id and fill.event is TradeEvent.FILL
+    assert sim.broker.archive_finished() == 1 and sim.broker.list_orders("all") == []

@@ -127,7 +127,7 @@ class SimBroker:
         self.synthetic = SyntheticPrices(
             seed,
             timeframe=settings.bar_interval,
-            start_prices={k: v for k, v in START_PRICES.items()},
+            start_prices=dict(START_PRICES),
         )
         self.prices: PriceSource = prices if prices is not None else self.synthetic
         if prices is None and settings.price_csv:
@@ -145,8 +145,11 @@ class SimBroker:
         self.created_at = clock.now()
         self.fills: list[FillReport] = []
         self._orders: dict[str, SimOrder] = {}
-        self._working: dict[str, SimOrder] = {}  # orders that may still fill (pruned on step)
-        self._by_client_id: dict[str, SimOrder] = {}
+        # The orders that may still fill: what submits and steps look at, so their cost follows
+        # the open orders, not the history. An order leaves it when it stops working.
+        self._working: dict[str, SimOrder] = {}
+        # Every client_order_id ever used (Alpaca never takes one twice); None once archived.
+        self._by_client_id: dict[str, SimOrder | None] = {}
         self._seq = 0
         self._subscribers: list[Callable[[TradeUpdate], None]] = []
         self._outbox: list[TradeUpdate] = []
@@ -248,21 +251,28 @@ class SimBroker:
         points: list[tuple[MarketPoint, SimOrder]] = []
         bar_cache: dict[tuple[str, datetime], list[Bar]] = {}
         nyse = self._nyse
-        for o in list(self._working.values()):
-            if o.is_working:
-                points.extend(
-                    (p, o) for p in market_points(o, now, self.prices, bar_cache, nyse=nyse)
-                )
-            else:
-                del self._working[o.id]
+        for o in self._working.values():
+            points.extend((p, o) for p in market_points(o, now, self.prices, bar_cache, nyse=nyse))
         points.sort(key=lambda po: (po[0].ts, po[0].prio, po[0].seq))
         for point, o in points:
             if o.is_working:
                 self._apply_point(o, point)
         for o in self._working.values():
-            if o.is_working:
-                o.seen_until = now
+            o.seen_until = now
         self._last_now = now
+
+    def archive_finished(self) -> int:
+        """Let go of the finished orders (filled, canceled, expired, replaced, rejected): a long
+        in-process session (a backtest) then holds only what may still trade. Their
+        client_order_ids stay taken; ``get_order``, ``get_order_by_client_id`` and
+        ``list_orders`` no longer find them. Fills, positions and cash are unchanged. Returns
+        how many orders were archived."""
+        with self._lock:
+            done = [o for o in self._orders.values() if o.id not in self._working]
+            for o in done:
+                del self._orders[o.id]
+                self._by_client_id[o.client_order_id] = None
+            return len(done)
 
     @property
     def _nyse(self) -> bool:
@@ -306,6 +316,7 @@ class SimBroker:
         if done:
             o.status = OrderStatus.FILLED
             o.filled_at = ts
+            self._working.pop(o.id, None)
         else:
             o.status = OrderStatus.PARTIALLY_FILLED
         execution_id = self._new_id()
@@ -336,6 +347,7 @@ class SimBroker:
     def _finish(self, o: SimOrder, status: OrderStatus, event: TradeEvent, ts: datetime) -> None:
         o.status = status
         o.updated_at = ts
+        self._working.pop(o.id, None)
         if status is OrderStatus.CANCELED:
             o.canceled_at = ts
         elif status is OrderStatus.EXPIRED:
@@ -551,6 +563,7 @@ class SimBroker:
             self._emit(TradeEvent.PENDING_REPLACE, old, now)
             old.status = OrderStatus.REPLACED
             old.replaced_at = now
+            del self._working[old.id]
             old.replaced_by = new.id
             self._emit(TradeEvent.REPLACED, old, now)
             order = self._place(new, now, replacing=True)

@@ -5,12 +5,21 @@ so a lock starts even when the trade reached the store by another path and every
 sees the same store. Locks live only in the store: ``is_locked`` reads it, so an unlock done
 by ``mqd protections unlock`` in another process takes effect at the next check, and locks
 survive restarts. A lock is inactive exactly at its end, on any clock.
+
+The evaluation context (the closed trades of the longest lookback and the equity they leave)
+is kept incrementally in a ``TradeWindow``: each evaluation reads only the trades stored since
+the newest one it holds, appends them and folds the trades that left the window into the
+equity it opens with, so its cost follows the window, not the history. Start-up and every
+periodic check rebuild it from the store, which also picks up a trade another process stored
+out of time order.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from bisect import insort
+from collections import deque
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -69,6 +78,10 @@ class ProtectionManager:
         ]
         self._timer: Timer | None = None
         self._expiry_timers: dict[int, Timer] = {}
+        self.window = TradeWindow(store, settings.max_drawdown.starting_equity)
+        self._winners_may_lock = settings.low_profit.enabled or (
+            settings.cooldown.enabled and settings.cooldown.after_any_exit
+        )
 
     @property
     def enabled(self) -> list[Protection]:
@@ -82,6 +95,7 @@ class ProtectionManager:
             return []
         for lock in locks_db.active_locks(self.store, self.clock.now()):
             self._schedule_expiry(lock)
+        self.window.invalidate()
         placed = self.evaluate()
         self._schedule_check()
         return placed
@@ -102,6 +116,7 @@ class ProtectionManager:
 
     def _check(self) -> None:
         try:
+            self.window.invalidate()  # the store is the truth: rebuild from it now and then
             self.evaluate()
             keep = max(p.history_needed() for p in self.protections) + timedelta(days=1)
             locks_db.prune_equity(self.store, self.clock.now() - keep)
@@ -127,7 +142,17 @@ class ProtectionManager:
     # -- evaluation ----------------------------------------------------------------------------
 
     def on_trade_closed(self, trade: ClosedTrade) -> list[Lock]:
-        """Evaluate after a trade closed (the caller stores the trade; this stores nothing)."""
+        """Evaluate after a trade closed (the caller stores the trade; this stores nothing).
+
+        A trade that cannot anchor a lock is only taken into the window: StoplossGuard counts
+        losing stop exits, Cooldown a loss past its threshold and MaxDrawdown a fall of equity,
+        so a break-even or winning trade starts none of them (LowProfit, which may anchor on a
+        small winner, and Cooldown's ``after_any_exit`` judge every trade). Whatever else
+        changed meanwhile is seen at the next evaluation or periodic check.
+        """
+        if trade.pnl >= 0 and not self._winners_may_lock:
+            self.window.add((trade,))
+            return []
         return self.evaluate(extra_trades=(trade,))
 
     def evaluate(
@@ -167,32 +192,22 @@ class ProtectionManager:
         protections: list[Protection] | None = None,
         extra_trades: tuple[ClosedTrade, ...] = (),
     ) -> EvalContext:
+        """What the protections see now: the closed trades since the longest lookback (oldest
+        first; ``extra_trades`` joined to the stored ones) and the equity history."""
         protections = protections if protections is not None else self.protections
         since = now - max(p.history_needed() for p in protections)
-        trades = trades_db.closed_trades(self.store, since=since)
-        known = {t.trade_id for t in trades}
-        extra = [t for t in extra_trades if t.trade_id not in known and t.closed_at >= since]
-        if extra:
-            trades = sorted(trades + extra, key=lambda t: (t.closed_at, t.trade_id))
-        return EvalContext(now=now, trades=trades, equity=self._equity(now, since, trades))
-
-    def _equity(
-        self, now: datetime, since: datetime, trades: list[ClosedTrade]
-    ) -> list[EquityPoint]:
+        window = self.window
+        window.move_to(since)
+        window.add(extra_trades)
+        trades = list(window.trades)
         samples = locks_db.equity_samples(self.store, since)
         if samples:
             points = [EquityPoint(at, eq, "broker") for at, eq in samples]
         else:
-            equity = self.settings.max_drawdown.starting_equity + trades_db.realized_pnl_before(
-                self.store, since
-            )
-            points = [EquityPoint(since, equity, "trades")]
-            for t in trades:
-                equity += t.pnl
-                points.append(EquityPoint(t.closed_at, equity, "trades"))
+            points = [EquityPoint(since, window.opening, "trades"), *window.points]
         if points[-1].at < now:  # carry the latest equity to now (a flat step, never a breach)
             points.append(EquityPoint(now, points[-1].equity, points[-1].source))
-        return points
+        return EvalContext(now=now, trades=trades, equity=points)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -278,4 +293,81 @@ class ProtectionManager:
             log.exception("protections: notify failed for %s", kind)
 
 
-__all__ = ["ProtectionManager", "format_remaining"]
+class TradeWindow:
+    """The closed trades since ``since`` (oldest first, by closed_at then trade_id), the equity
+    the window opens with (starting equity plus the PnL closed before it) and the equity after
+    each trade, kept up to date incrementally from the store."""
+
+    def __init__(self, store: Store, starting_equity: Decimal):
+        self.store = store
+        self.starting_equity = Decimal(starting_equity)
+        self.since: datetime | None = None  # None: to be (re)built from the store
+        self.opening = self.starting_equity
+        self.trades: deque[ClosedTrade] = deque()
+        self.points: deque[EquityPoint] = deque()  # equity after each trade of ``trades``
+        self._ids: set[str] = set()
+
+    def invalidate(self) -> None:
+        """Rebuild from the store at the next ``move_to``."""
+        self.since = None
+
+    def move_to(self, since: datetime) -> None:
+        """Make ``since`` the window's start and take in the trades stored since the newest
+        one held. A start earlier than the current one (or a window not built) rebuilds it."""
+        if self.since is None or since < self.since:
+            self._rebuild(since)
+            return
+        trades, points = self.trades, self.points
+        while trades and trades[0].closed_at < since:
+            gone = trades.popleft()
+            points.popleft()
+            self._ids.discard(gone.trade_id)
+            self.opening += gone.pnl
+        self.since = since
+        newest = trades[-1].closed_at if trades else since
+        self.add(trades_db.closed_trades(self.store, since=newest))
+
+    def add(self, trades: Iterable[ClosedTrade]) -> None:
+        """Take in trades not yet held (a trade closed before the window, whose PnL may be
+        missing from the opening equity, rebuilds the window from the store)."""
+        since = self.since
+        if since is None:
+            return
+        for t in trades:
+            if t.trade_id in self._ids:
+                continue
+            if t.closed_at < since:
+                self._rebuild(since)
+                continue
+            held = self.trades
+            if held and (t.closed_at, t.trade_id) < (held[-1].closed_at, held[-1].trade_id):
+                self._insert(t)  # out of time order (stored late by another path)
+                continue
+            equity = (self.points[-1].equity if self.points else self.opening) + t.pnl
+            held.append(t)
+            self.points.append(EquityPoint(t.closed_at, equity, "trades"))
+            self._ids.add(t.trade_id)
+
+    def _insert(self, trade: ClosedTrade) -> None:
+        trades = list(self.trades)
+        insort(trades, trade, key=lambda t: (t.closed_at, t.trade_id))
+        self._reset(self.opening, trades)
+
+    def _rebuild(self, since: datetime) -> None:
+        self.since = since
+        before = trades_db.realized_pnl_before(self.store, since)
+        self._reset(self.starting_equity + before, trades_db.closed_trades(self.store, since))
+
+    def _reset(self, opening: Decimal, trades: list[ClosedTrade]) -> None:
+        self.opening = opening
+        self.trades = deque(trades)
+        self._ids = {t.trade_id for t in trades}
+        equity = opening
+        points = []
+        for t in trades:
+            equity += t.pnl
+            points.append(EquityPoint(t.closed_at, equity, "trades"))
+        self.points = deque(points)
+
+
+__all__ = ["ProtectionManager", "TradeWindow", "format_remaining"]
