@@ -6,8 +6,10 @@ added, removed and changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -51,6 +53,22 @@ class SyncReport:
         }
 
 
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting still frees everything).
+
+    A sync allocates ~35,000 decoded dicts, assets and rows that live until it ends; each
+    automatic collection rescans all of them, which cost a third of the parse time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _shown(field_name: str, value: Any) -> Any:
     from mqd_cli.store.symbols import ASSET_FIELDS
 
@@ -72,6 +90,18 @@ def sync(
     The upsert, the removals and the sync record are ONE transaction. ``progress(done, total)``
     is called with total 0 while fetching, then as assets are compared.
     """
+    with _without_cycle_collection():
+        return _sync(store, broker, clock, asset_class=asset_class, progress=progress)
+
+
+def _sync(
+    store: Store,
+    broker: Broker,
+    clock: Clock,
+    *,
+    asset_class: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> SyncReport:
     from mqd_cli.store import symbols as db
 
     classes = (asset_class,) if asset_class else SYNC_CLASSES

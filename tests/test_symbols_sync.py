@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
 
+from mqd_cli import wire
 from mqd_cli.brokers.errors import BrokerUnavailable
 from mqd_cli.brokers.sim_assets import default_assets, generate_universe
 from mqd_cli.clock import BacktestClock
@@ -15,6 +17,7 @@ from mqd_cli.model import AssetInfo, AssetStatus
 from mqd_cli.store import Store
 from mqd_cli.store import symbols as db
 from mqd_cli.symbols import SymbolBook, sync
+from mqd_cli.wire_parse import PayloadError, _parse_asset_checked
 
 T0 = datetime(2026, 9, 16, 14, 0, tzinfo=UTC)
 
@@ -166,3 +169,103 @@ def test_sync_of_35000_assets_through_the_emulator_and_the_alpaca_adapter(store,
     book = SymbolBook(store, BacktestClock(T0))
     assert book.get("ZOM").fractionable is False
     assert book.get("ETH/USD").price_increment == D("0.1")
+
+
+def test_sync_pauses_cycle_collection_and_restores_it_even_after_a_failure(store):
+    seen = []
+
+    class Watching(ListBroker):
+        def list_assets(self, asset_class=None, status=None):
+            seen.append(gc.isenabled())
+            return super().list_assets(asset_class, status)
+
+    assert gc.isenabled()
+    sync(store, Watching(default_assets()), BacktestClock(T0))
+    with pytest.raises(BrokerUnavailable):
+        sync(store, Watching(default_assets(), fail_on="crypto"), BacktestClock(T0))
+    assert seen and not any(seen)
+    assert gc.isenabled()
+
+
+def test_the_emulator_serves_its_first_asset_list_from_bytes_built_with_the_market(
+    emulator, monkeypatch
+):
+    import httpx
+
+    srv = emulator(universe=2_000)
+
+    def no_building(asset):
+        raise AssertionError("the asset list was serialized per request")
+
+    monkeypatch.setattr(wire, "asset_to_wire", no_building)
+    for asset_class, n in (("us_equity", 1_997), ("crypto", 3)):
+        response = httpx.get(
+            srv.base_url + "/v2/assets",
+            params={"asset_class": asset_class},
+            headers=srv.headers,
+            timeout=10,
+        )
+        assert response.status_code == 200 and len(response.json()) == n
+
+
+# parse_asset's fast path (plain JSON types) must give exactly what the checked path gives.
+def _asset_payloads() -> list[dict]:
+    base = wire.asset_to_wire(default_assets()[0])
+    crypto = wire.asset_to_wire(next(a for a in default_assets() if a.symbol == "BTC/USD"))
+    variants = [base, crypto, {k: v for k, v in base.items() if k != "cusip"}]
+    changes = [
+        {"maintenance_margin_requirement": 30.0},
+        {"maintenance_margin_requirement": "30.0"},
+        {"maintenance_margin_requirement": " 30 "},
+        {"maintenance_margin_requirement": "   "},
+        {"maintenance_margin_requirement": True},
+        {"maintenance_margin_requirement": "abc"},
+        {"maintenance_margin_requirement": "1e99"},
+        {"margin_requirement_long": -0.0},
+        {"min_order_size": D("0.0010")},
+        {"tradable": "true"},
+        {"tradable": 1},
+        {"shortable": None},
+        {"class": "US_EQUITY"},
+        {"class": "", "asset_class": "crypto"},
+        {"class": "", "asset_class": ""},
+        {"class": ["us_equity"]},
+        {"class": "options_thing"},
+        {"status": None},
+        {"status": "Active"},
+        {"status": {}},
+        {"id": 12345},
+        {"id": ""},
+        {"symbol": None},
+        {"exchange": None},
+        {"name": ""},
+        {"name": 7},
+        {"cusip": ""},
+        {"cusip": 37833100},
+        {"attributes": ("has_options",)},
+        {"attributes": ["", "has_options"]},
+        {"attributes": [None]},
+        {"attributes": "has_options"},
+        {"attributes": 5, "maintenance_margin_requirement": "abc"},
+    ]
+    return variants + [{**base, **change} for change in changes]
+
+
+def _outcome(parse, payload):
+    try:
+        asset = parse(payload)
+    except PayloadError as exc:
+        return ("error", str(exc))
+    return ("asset", repr(vars(asset)))  # repr tells Decimal("30") from Decimal("30.0")
+
+
+@pytest.mark.parametrize("payload", _asset_payloads())
+def test_parse_asset_fast_path_matches_the_checked_path(payload):
+    assert _outcome(wire.parse_asset, payload) == _outcome(_parse_asset_checked, payload)
+
+
+def test_parse_asset_decimal_cache_keeps_30_and_30_point_0_apart():
+    base = wire.asset_to_wire(default_assets()[0])
+    for value, text in ((30, "30"), (30.0, "30.0"), ("30.0", "30.0"), (30, "30"), ("30", "30")):
+        asset = wire.parse_asset({**base, "maintenance_margin_requirement": value})
+        assert str(asset.maintenance_margin_requirement) == text

@@ -45,9 +45,16 @@ class TradingRoutes:
     clock: BacktestClock
 
     def _forget_assets(self) -> None:
-        """Drop the answers cached from the broker's asset list (a new market has new ones)."""
+        """Drop the answers cached from the broker's asset list (a new market has new ones) and
+        serialize the unfiltered list of each class anew.
+
+        Those lists are what a sync asks for; built here, a first ``/v2/assets`` answers from
+        bytes like any later one (35,000 assets take ~0.5 s to build), as a real broker does.
+        """
         self._assets_cache: dict[tuple, bytes] = {}
         self._asset_ids: dict[str, str] | None = None
+        for asset_class in (AssetClass.US_EQUITY.value, AssetClass.CRYPTO.value):
+            self._assets_body(asset_class, None, None, set())
 
     # -- trading endpoints --------------------------------------------------------------------
 
@@ -266,6 +273,12 @@ class TradingRoutes:
             raise invalid(f"invalid status: {status}")
         exchange = q.get("exchange") or None
         attributes = {a for a in (q.get("attributes") or "").split(",") if a}
+        return json_response(self._assets_body(asset_class, status, exchange, attributes))
+
+    def _assets_body(
+        self, asset_class: str, status: str | None, exchange: str | None, attributes: set[str]
+    ) -> bytes:
+        """The encoded ``/v2/assets`` answer for these filters, built once per market."""
         key = (asset_class, status, exchange, tuple(sorted(attributes)))
         cached = self._assets_cache.get(key)
         if cached is None:
@@ -279,7 +292,7 @@ class TradingRoutes:
                 and (not attributes or attributes & set(a.attributes))
             ]
             cached = self._assets_cache[key] = json.dumps(rows, separators=(",", ":")).encode()
-        return json_response(cached)
+        return cached
 
     async def get_asset(self, request: Any) -> Any:
         raw = request.path_params["symbol"]

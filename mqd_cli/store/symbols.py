@@ -162,9 +162,10 @@ def record_sync(
             ((*row, finished_at, finished_at) for row in upserts),
         )
         cur.executemany("DELETE FROM assets WHERE symbol = ?", ((s,) for s in removed))
-        cur.execute(
-            f"UPDATE assets SET synced_at = ? WHERE asset_class IN ({_in(asset_classes)})",
-            (finished_at, *asset_classes),
+        cur.execute(  # the rows just upserted already carry the stamp: skip rewriting them
+            f"UPDATE assets SET synced_at = ? WHERE asset_class IN ({_in(asset_classes)})"
+            " AND synced_at <> ?",
+            (finished_at, *asset_classes, finished_at),
         )
         cur.execute(
             "INSERT INTO symbol_syncs(asset_classes, broker, started_at, finished_at, fetched,"
