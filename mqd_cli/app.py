@@ -78,15 +78,8 @@ def _guard(fn):
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: one line, the traceback only with --verbose
-            import traceback
-
-            from mqd_cli.config import redact
-
-            if verbose:
-                sys.stderr.write(redact(traceback.format_exc()))
-            sys.stderr.write(f"error: internal error: {type(exc).__name__}: {redact(str(exc))}\n")
-            if not verbose:
-                sys.stderr.write("hint: run again with --verbose for the traceback\n")
+            hint = "" if verbose else "run again with --verbose for the traceback"
+            _report(MqdError(f"internal error: {type(exc).__name__}: {exc}", hint), verbose)
             raise typer.Exit(int(ExitCode.FOUND)) from None
 
     wrapper.__mqd_guarded__ = True

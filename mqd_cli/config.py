@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mqd_cli.config_fields import Secret, known_secret_values, setting, table
-from mqd_cli.errors import ConfigError
+from mqd_cli.errors import ConfigError, short_repr
 from mqd_cli.settings import (
     AlpacaSettings,
     BacktestSettings,
@@ -254,14 +254,9 @@ def _closest(word: str, choices: list[str]) -> str | None:
     return near[0] if near else None
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _convert(tp: Any, value: Any, path: str, meta: dict, problems: list[str]) -> Any:
     """Convert one TOML value to ``tp``; append a problem and return None when it does not fit."""
-    bad = f"{path}: expected {_type_name(tp)}, got {_show(value)}"
+    bad = f"{path}: expected {_type_name(tp)}, got {short_repr(value)}"
     if meta.get("secret"):
         bad = f"{path}: expected {_type_name(tp)}, got a value of type {type(value).__name__}"
     try:
@@ -350,7 +345,7 @@ def _fmt_bound(b: Any) -> str:
 
 
 def _show_value(v: Any) -> str:
-    return repr(format_duration(v)) if isinstance(v, timedelta) else _show(v)
+    return repr(format_duration(v)) if isinstance(v, timedelta) else short_repr(v)
 
 
 def _build(cls: type, data: dict, prefix: str, problems: list[str], explicit: set[str] | None):
@@ -372,7 +367,7 @@ def _build(cls: type, data: dict, prefix: str, problems: list[str], explicit: se
         sub_explicit = explicit
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
-                problems.append(f"{path}: expected a table [{path}], got {_show(value)}")
+                problems.append(f"{path}: expected a table [{path}], got {short_repr(value)}")
                 continue
             converted = _build(tp, value, path + ".", problems, sub_explicit)
         else:

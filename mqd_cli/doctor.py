@@ -17,8 +17,6 @@ from mqd_cli.errors import ConfigError, MqdError
 if TYPE_CHECKING:
     from mqd_cli.factory import Services
 
-STATUSES = ("ok", "warn", "fail", "skip")
-
 
 @dataclass(frozen=True)
 class Check:

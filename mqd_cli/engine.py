@@ -36,9 +36,6 @@ ZERO = Decimal(0)
 _PRE_ACK = frozenset({OrderStatus.PENDING_NEW, OrderStatus.ACCEPTED})
 _DUPLICATE_CID = "client_order_id must be unique"
 
-# Stages an intent passes, in order; a refusal names the one that stopped it.
-STAGES = ("engine", "protections", "risk", "symbols", "broker")
-
 
 # -- what the engine reports ----------------------------------------------------------------------
 
@@ -59,7 +56,7 @@ class EngineEvent:
 
 @dataclass(frozen=True)
 class Refusal:
-    stage: str
+    stage: str  # the one that stopped it, of: engine, protections, risk, symbols, broker
     rule: str
     reason: str
     intent: OrderIntent

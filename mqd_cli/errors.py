@@ -7,6 +7,7 @@ Core modules raise these; the one error boundary in ``app.py`` turns them into a
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -39,10 +40,6 @@ class UsageError(MqdError):
     exit_code = ExitCode.USAGE
 
 
-class NotAvailable(UsageError):
-    """A command group whose issue has not landed yet."""
-
-
 class ConfigError(UsageError):
     """One or more configuration problems; each is printed on its own line."""
 
@@ -62,3 +59,12 @@ class BrokerError(MqdError):
     """Broker, network or authentication failure (exit 3)."""
 
     exit_code = ExitCode.BROKER
+
+
+def short_repr(value: Any, width: int = 60) -> str:
+    """``value`` for an error message: its repr, cut to ``width`` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's int->str digit limit
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -45,12 +45,6 @@ class Services:
 
         return self._clock if self._clock is not None else RealTimeClock()
 
-    @property
-    def is_backtest(self) -> bool:
-        from mqd_cli.clock import BacktestClock
-
-        return isinstance(self.clock, BacktestClock)
-
     @cached_property
     def store_path(self) -> Path:
         return store_path(self.settings)

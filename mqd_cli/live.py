@@ -29,12 +29,11 @@ from typing import Any
 
 from mqd_cli.engine import AcceleratedClock, BrokerTimeClock, Engine, EngineEvent
 from mqd_cli.errors import BrokerError, StateError, UsageError
+from mqd_cli.wire import as_utc
 
 log = logging.getLogger("mqd.run")
 
 ZERO = Decimal(0)
-PAPER_STREAM = "wss://paper-api.alpaca.markets/stream"
-LIVE_STREAM = "wss://api.alpaca.markets/stream"
 SIM_SESSION_DB = "sim-session.db"
 # Reconcile findings that are our own orders' missed events: applied at start without asking.
 _OWN_KINDS = frozenset({"status_drift", "fill_drift", "shadow"})
@@ -110,7 +109,7 @@ def parse_time(text: str, what: str) -> datetime:
         raise UsageError(
             f"{what}: {text!r} is not an RFC 3339 time", "for example '2026-01-05T14:30:00Z'"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 def sim_session_services(services: Any) -> Any:
@@ -289,12 +288,12 @@ class LiveSession:
         if self.is_sim:
             self.broker.subscribe(engine.on_trade_update)
         else:
-            self._start_stream(account, tracker, engine)
+            self._start_stream(tracker, engine)
         for p in self.broker.list_positions():
             if p.current_price is not None:
                 engine.mark(p.symbol, p.current_price)
         self.equity_start = engine.equity
-        warmed = self._warm_up(engine, strategy)
+        warmed = self._warm_up(engine)
         self._say(
             f"strategy {getattr(strategy, 'name', '?')} on {', '.join(s.strategy.symbols)} "
             f"({warmed} warm-up bars); equity {engine.equity:,.2f}"
@@ -381,9 +380,10 @@ class LiveSession:
                 warn=True,
             )
 
-    def _start_stream(self, account: Any, tracker: Any, engine: Engine) -> None:
+    def _start_stream(self, tracker: Any, engine: Engine) -> None:
         """Take the account's stream lease (refuse to start while another process holds it)
         and build the user stream; ``run`` keeps the lease alive while the stream runs."""
+        from mqd_cli.brokers.alpaca import stream_endpoint
         from mqd_cli.stream import StreamLease, StreamOptions, UserStreamTracker, account_key
 
         a = self.settings.alpaca
@@ -393,9 +393,8 @@ class LiveSession:
             self.services.store, account_key(self.settings), self.services.clock, st.lease_ttl
         )
         self._lease.acquire()
-        url = a.stream_url or (PAPER_STREAM if a.paper else LIVE_STREAM)
         self.stream = UserStreamTracker(
-            url,
+            stream_endpoint(a),
             a.key_id.reveal(),
             a.secret_key.reveal(),
             clock=self.clock,
@@ -449,7 +448,7 @@ class LiveSession:
             return None
         return bars[-1].close if bars else None
 
-    def _warm_up(self, engine: Engine, strategy: Any) -> int:
+    def _warm_up(self, engine: Engine) -> int:
         tf = self.settings.strategy.timeframe
         now = self.market_now()
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
@@ -762,7 +761,7 @@ class LiveSession:
             "cash": engine.cash,
             "pnl": engine.equity - self.equity_start,
             "positions": {
-                s: (q, engine._avg.get(s), engine.last_price(s))
+                s: (q, engine.ctx.avg_entry_price(s), engine.last_price(s))
                 for s, q in engine.positions().items()
             },
             "open_orders": engine.ctx.open_orders(),

@@ -92,10 +92,6 @@ class RiskGate:
         self._check_kill_switch()
         return self._state
 
-    @property
-    def state_reason(self) -> str:
-        return self._state_reason
-
     def halt(self, reason: str) -> None:
         """Refuse every order until ``resume()``."""
         self._state, self._state_reason = RiskState.HALTED, reason

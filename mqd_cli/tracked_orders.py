@@ -25,14 +25,12 @@ from mqd_cli.model import (
     OrderType,
     Side,
     TimeInForce,
-    TradeEvent,
     TradeUpdate,
 )
 from mqd_cli.order_states import OPEN_SET
 from mqd_cli.trades import ClosedTrade
 
 ZERO = Decimal(0)
-_FILL_EVENTS = frozenset((TradeEvent.FILL, TradeEvent.PARTIAL_FILL))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +160,7 @@ class TrackedOrder:
         from before the event when it changed any of them, else None (most events do not)."""
         report = update.order
         totals = None
-        is_fill = update.event in _FILL_EVENTS
+        is_fill = update.event.is_fill
         if is_fill and update.price is not None and update.qty is not None and update.execution_id:
             if update.execution_id not in self.real:
                 f = Fill(

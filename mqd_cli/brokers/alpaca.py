@@ -109,7 +109,7 @@ def timeframe_text(timeframe: str | timedelta) -> str:
 
 
 def _iso(value: datetime) -> str:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return wire.as_utc(value).isoformat()
 
 
 def _epoch(value: str | None) -> datetime | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +15,8 @@ from mqd_cli.errors import UsageError
 
 def parse_when(text: str, option: str) -> datetime:
     """RFC 3339 or ``YYYY-MM-DD[ HH:MM[:SS]]``; a time without a zone is UTC."""
+    from mqd_cli.wire import as_utc
+
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -22,7 +24,7 @@ def parse_when(text: str, option: str) -> datetime:
             f"{option}: {text!r} is not a date or time",
             f"use RFC 3339 or YYYY-MM-DD, for example {option} 2026-01-05",
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 def _symbols(values: list[str] | None) -> list[str] | None:

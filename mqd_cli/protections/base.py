@@ -97,11 +97,6 @@ class Lock:
     def is_active(self, now: datetime) -> bool:
         return self.unlocked_at is None and now < self.end
 
-    def applies_to(self, symbol: str, side: str) -> bool:
-        return (self.symbol is None or self.symbol == symbol) and (
-            self.side is None or self.side == side
-        )
-
     def remaining(self, now: datetime) -> timedelta:
         return max(timedelta(0), self.end - now) if self.is_active(now) else timedelta(0)
 

@@ -160,8 +160,9 @@ _TS_CACHE: dict[datetime, str] = {}
 
 
 def ts(value: datetime | None) -> str | None:
-    """The stored form of a time: UTC, fixed width. Memoised: an event's time is stored as
-    its journal time, the order's update time and its fills' time."""
+    """The stored form of a time: UTC, fixed width, so text comparison is time comparison.
+    Memoised: an event's time is stored as its journal time, the order's update time and its
+    fills' time."""
     if value is None:
         return None
     text = _TS_CACHE.get(value)

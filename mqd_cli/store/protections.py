@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from mqd_cli.protections.base import Lock, LockRequest
 from mqd_cli.store import Store
-from mqd_cli.store.trades import ts
+from mqd_cli.store.orders import ts
 
 COMPONENT = "protections"
 MIGRATIONS = [

@@ -6,10 +6,11 @@ order is time order and range queries use the index.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from mqd_cli.store import Store
+from mqd_cli.store.orders import ts
 from mqd_cli.trades import ClosedTrade
 
 COMPONENT = "trades"
@@ -38,11 +39,6 @@ _COLUMNS = (
     "trade_id, symbol, side, qty, entry_price, exit_price, opened_at, closed_at, pnl, fees,"
     " exit_reason, strategy"
 )
-
-
-def ts(value: datetime) -> str:
-    """The stored form of a time: UTC, fixed width, so text comparison is time comparison."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _row_to_trade(row) -> ClosedTrade:

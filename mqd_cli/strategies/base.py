@@ -140,6 +140,17 @@ def validate_params(
     return out
 
 
+def sizing_problems(params: Mapping[str, Any], path: str) -> list[str]:
+    """The cross-field rules of the ``qty`` / ``notional`` sizing pair (at most one, both > 0)."""
+    problems = []
+    if params["qty"] is not None and params["notional"] is not None:
+        problems.append(f"{path}: set either qty or notional, not both")
+    for key in ("qty", "notional"):
+        if params[key] is not None and params[key] <= 0:
+            problems.append(f"{path}.{key}: must be greater than 0, got {params[key]}")
+    return problems
+
+
 # -- a convenient base class and a plain context ----------------------------------------------
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from mqd_cli.errors import ConfigError
 from mqd_cli.model import Bar, OrderIntent, Side
-from mqd_cli.strategies.base import BaseStrategy, Param, StrategyContext
+from mqd_cli.strategies.base import BaseStrategy, Param, StrategyContext, sizing_problems
 
 
 class BuyAndHold(BaseStrategy):
@@ -34,13 +34,7 @@ class BuyAndHold(BaseStrategy):
 
     @classmethod
     def check_params(cls, params: dict[str, Any], path: str = "strategy.params") -> None:
-        problems = []
-        if params["qty"] is not None and params["notional"] is not None:
-            problems.append(f"{path}: set either qty or notional, not both")
-        for key in ("qty", "notional"):
-            if params[key] is not None and params[key] <= 0:
-                problems.append(f"{path}.{key}: must be greater than 0, got {params[key]}")
-        if problems:
+        if problems := sizing_problems(params, path):
             raise ConfigError(problems, "see buy_and_hold in the README (Strategies)")
 
     def __init__(self, params: Mapping[str, Any] | None = None, symbols: Sequence[str] = ()):

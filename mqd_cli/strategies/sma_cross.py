@@ -26,7 +26,7 @@ from typing import Any
 
 from mqd_cli.errors import ConfigError
 from mqd_cli.model import Bar, OrderIntent, Side
-from mqd_cli.strategies.base import BaseStrategy, Param, StrategyContext
+from mqd_cli.strategies.base import BaseStrategy, Param, StrategyContext, sizing_problems
 
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
@@ -131,11 +131,7 @@ class SmaCross(BaseStrategy):
                 f"{path}.fast: must be less than {path}.slow "
                 f"(fast = {params['fast']}, slow = {params['slow']})"
             )
-        if params["qty"] is not None and params["notional"] is not None:
-            problems.append(f"{path}: set either qty or notional, not both")
-        for key in ("qty", "notional"):
-            if params[key] is not None and params[key] <= 0:
-                problems.append(f"{path}.{key}: must be greater than 0, got {params[key]}")
+        problems += sizing_problems(params, path)
         if problems:
             raise ConfigError(problems, "see sma_cross in the README (Strategies)")
 
