@@ -229,3 +229,76 @@ class BacktestClock:
             if not self._sleepers:
                 return
             self.advance_to(max(self._now, self._sleepers[0][0]))
+
+
+class AcceleratedClock(RealTimeClock):
+    """Wall time sped up ``speed`` times from ``start``: the offline ``mqd run`` on the
+    simulated exchange. Sleeping ``s`` simulated seconds waits ``s / speed`` real seconds;
+    timers fire in simulated time. ``paused`` holds the time (start-up work does not eat
+    into the run) until ``resume()``."""
+
+    def __init__(self, speed: float, start: datetime | None = None, *, paused: bool = False):
+        super().__init__()
+        self._real = RealTimeClock()
+        self.speed = float(speed)
+        self._start = start if start is not None else self._real.now()
+        self._held: float | None = 0.0 if paused else None
+        self._m0 = self._real.monotonic()
+
+    def resume(self) -> None:
+        if self._held is not None:
+            self._m0 = self._real.monotonic() - self._held / self.speed
+            self._held = None
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.monotonic())
+
+    def monotonic(self) -> float:
+        if self._held is not None:
+            return self._held
+        return (self._real.monotonic() - self._m0) * self.speed
+
+    def sleep(self, seconds: float) -> None:
+        self.resume()
+        end = self.monotonic() + max(0.0, seconds)
+        while True:
+            self.fire_due()
+            remaining = end - self.monotonic()
+            if remaining <= 0:
+                return
+            self._real.sleep(min(remaining / self.speed, 1.0))
+
+    async def sleep_async(self, seconds: float) -> None:
+        self.resume()
+        await self._real.sleep_async(max(0.0, seconds) / self.speed)
+        self.fire_due()
+
+
+class BrokerTimeClock(RealTimeClock):
+    """Another clock shifted to the broker's time (``set_offset``).
+
+    Alpaca's clock is the wall clock; the emulator's may start anywhere and run faster. Trade
+    times, lock windows and bar requests must all be in the broker's time, so a live session
+    against Alpaca runs on this clock, re-synced from ``GET /v2/clock`` now and then."""
+
+    def __init__(self, base: Clock):
+        super().__init__()
+        self.base = base
+        self.offset = timedelta(0)
+
+    def set_offset(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self.base.sleep(seconds)
+        self.fire_due()
+
+    async def sleep_async(self, seconds: float) -> None:
+        await self.base.sleep_async(seconds)
+        self.fire_due()

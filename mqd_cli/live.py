@@ -27,7 +27,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from mqd_cli.engine import AcceleratedClock, BrokerTimeClock, Engine, EngineEvent
+from mqd_cli.clock import AcceleratedClock, BrokerTimeClock
+from mqd_cli.engine import Engine, EngineEvent
 from mqd_cli.errors import BrokerError, StateError, UsageError
 from mqd_cli.wire import as_utc
 

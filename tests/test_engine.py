@@ -275,7 +275,7 @@ def test_a_resting_limit_order_fills_when_the_market_reaches_it(tmp_path):
 
 @pytest.mark.parametrize("speed", [60.0, 3600.0])
 def test_the_accelerated_clock_runs_speed_times_faster_than_the_wall(speed):
-    from mqd_cli.engine import AcceleratedClock
+    from mqd_cli.clock import AcceleratedClock
 
     clock = AcceleratedClock(speed, START)
     assert clock.now() >= START

@@ -10,8 +10,8 @@ import textwrap
 from datetime import timedelta
 from decimal import Decimal
 
+from mqd_cli.clock import AcceleratedClock
 from mqd_cli.config import SimSettings, loads
-from mqd_cli.engine import AcceleratedClock
 from mqd_cli.factory import Services
 from mqd_cli.live import LiveSession, RunOptions
 

@@ -91,11 +91,6 @@ def _in(classes: Sequence[str]) -> str:
     return ", ".join("?" for _ in classes)
 
 
-def asset_rows(store: Store) -> list:
-    """Every stored asset: rows indexable in ``ASSET_FIELDS + (changed_at, synced_at)`` order."""
-    return store.query(f"SELECT {_COLS}, changed_at, synced_at FROM assets")
-
-
 def snapshot_lines(store: Store) -> list[str]:
     """Every stored asset as one packed line each (see ``unpack``): the fast cache load.
 

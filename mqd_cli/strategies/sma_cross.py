@@ -27,6 +27,7 @@ from typing import Any
 from mqd_cli.errors import ConfigError
 from mqd_cli.model import Bar, OrderIntent, Side
 from mqd_cli.strategies.base import BaseStrategy, Param, StrategyContext, sizing_problems
+from mqd_cli.trades import SIGNAL, STOP_LOSS, TAKE_PROFIT
 
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
@@ -191,14 +192,14 @@ class SmaCross(BaseStrategy):
         if sig > 0:
             if pos < 0:
                 self._pending_entry[symbol] = 1
-                return [self._exit(symbol, pos, "signal")]
+                return [self._exit(symbol, pos, SIGNAL)]
             if pos == 0:
                 return self._entry(symbol, 1, close)
         elif sig < 0:
             if pos > 0:
                 if self.allow_short:
                     self._pending_entry[symbol] = -1
-                return [self._exit(symbol, pos, "signal")]
+                return [self._exit(symbol, pos, SIGNAL)]
             if pos == 0 and self.allow_short:
                 return self._entry(symbol, -1, close)
         elif pos == 0 and symbol in self._pending_entry:
@@ -213,14 +214,14 @@ class SmaCross(BaseStrategy):
             return ""
         if pos > 0:
             if self._sl_long is not None and close <= entry * self._sl_long:
-                return "stop_loss"
+                return STOP_LOSS
             if self._tp_long is not None and close >= entry * self._tp_long:
-                return "take_profit"
+                return TAKE_PROFIT
         else:
             if self._sl_short is not None and close >= entry * self._sl_short:
-                return "stop_loss"
+                return STOP_LOSS
             if self._tp_short is not None and close <= entry * self._tp_short:
-                return "take_profit"
+                return TAKE_PROFIT
         return ""
 
     def _exit(self, symbol: str, pos: Decimal, reason: str) -> OrderIntent:
