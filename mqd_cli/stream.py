@@ -70,6 +70,7 @@ Subscriber = Callable[[TradeUpdate], None]
 # An event timestamp further than this from our clock is not a latency (simulated time, skew).
 _LATENCY_SANE = timedelta(minutes=10)
 _DEDUP_WINDOW = 4096  # recent frames remembered to drop exact duplicates
+_DUPLICATE: Any = object()  # what _parse_message returns for an exact repeat
 
 # What a REST status means as an event, for subscribers told about a gap-filled change.
 _STATUS_EVENT = {
@@ -373,7 +374,7 @@ class UserStreamTracker:
     async def _session(self) -> bool:
         """One connection: handshake, gap fill, receive until it drops. True if events came."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidStatus
+        from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
         try:
             ws = await connect(
@@ -406,11 +407,17 @@ class UserStreamTracker:
                 self.health.last_resume_ms = resumed * 1000
                 self._down_since = None
             tasks.append(asyncio.create_task(self._heartbeat(ws)))
-            async for frame in ws:
-                if self._handle_frame(frame):
-                    received = self._received = True
-                if self._stop is not None and self._stop.is_set():
-                    break
+            with contextlib.suppress(ConnectionClosedOK):  # a clean close ends the session
+                while self._stop is None or not self._stop.is_set():
+                    frames = [await ws.recv()]
+                    try:
+                        # Frames websockets has already read need no wait: take the burst and
+                        # apply it in one tracker transaction. (A close here keeps what came.)
+                        while _buffered(ws):
+                            frames.append(await ws.recv())
+                    finally:
+                        if self._handle_frames(frames):
+                            received = self._received = True
         finally:
             for task in tasks:
                 task.cancel()
@@ -471,32 +478,53 @@ class UserStreamTracker:
     # -- frames --------------------------------------------------------------------------------
 
     def _handle_frame(self, frame: bytes | str) -> bool:
-        message = _decode(frame)
-        if message is None:
-            self.health.malformed += 1
-            log.warning("trade_updates: skipped a frame that is not a JSON object")
-            return False
-        return self._dispatch_message(message)
+        return self._handle_frames([frame])
+
+    def _handle_frames(self, frames: list[bytes | str]) -> bool:
+        """Parse a burst of frames and deliver its events in one tracker transaction; True if
+        any was a trade update (duplicates included)."""
+        updates: list[TradeUpdate] = []
+        received = False
+        for frame in frames:
+            message = _decode(frame)
+            if message is None:
+                self.health.malformed += 1
+                log.warning("trade_updates: skipped a frame that is not a JSON object")
+                continue
+            update = self._parse_message(message)
+            if update is not None:
+                received = True
+                if update is not _DUPLICATE:
+                    updates.append(update)
+        if updates:
+            self.deliver_many(updates, source="stream")
+        return received
 
     def _dispatch_message(self, message: dict) -> bool:
+        update = self._parse_message(message)
+        if update is not None and update is not _DUPLICATE:
+            self.deliver(update, source="stream")
+        return update is not None
+
+    def _parse_message(self, message: dict) -> TradeUpdate | None:
+        """The event in ``message``; ``_DUPLICATE`` for a repeat, None for anything else."""
         if message.get("stream") != "trade_updates":
             if message.get("action") == "error" or message.get("stream") not in (
                 "authorization",
                 "listening",
             ):
                 log.warning("trade_updates: control message %s", _short(message))
-            return False
+            return None
         try:
             update = parse_trade_update(message.get("data"))
         except (PayloadError, TypeError, ValueError) as exc:
             self.health.malformed += 1
             log.warning("trade_updates: skipped a malformed event: %s", exc)
-            return False
+            return None
         if self._is_duplicate(update):
             self.health.duplicates += 1
-            return True
-        self.deliver(update, source="stream")
-        return True
+            return _DUPLICATE
+        return update
 
     def _is_duplicate(self, update: TradeUpdate) -> bool:
         """An exact repeat of a recent event (the same order, event, execution, time, qty)."""
@@ -517,17 +545,44 @@ class UserStreamTracker:
 
     def deliver(self, update: TradeUpdate, *, source: str) -> None:
         """Apply one event to the tracker, then tell the subscribers; a failing one is logged."""
+        self.deliver_many([update], source=source)
+
+    def deliver_many(self, updates: list[TradeUpdate], *, source: str) -> None:
+        """Apply events in order, then tell the subscribers of each.
+
+        Several events go to the tracker in one transaction when it can batch them (each
+        journaled before its state, all committed together, subscribers told after the
+        commit); otherwise one by one. Latency is stamped after the apply (or the batch's
+        commit: an event waits for its whole batch).
+        """
+        batch = _own_batch(self.tracker) if len(updates) > 1 else None
+        if batch is None:
+            for update in updates:
+                self._apply(update, source)
+                self._applied([update])
+            return
+        with batch():
+            for update in updates:
+                self._apply(update, source)
+        self._applied(updates)
+
+    def _apply(self, update: TradeUpdate, source: str) -> None:
         self.health.events[update.event_raw or update.event.value] += 1
         if self.tracker is not None:
             self.tracker.apply(update, source=source)
+
+    def _applied(self, updates: list[TradeUpdate]) -> None:
         now = self.clock.now()
-        age = now - update.timestamp
-        if -_LATENCY_SANE < age < _LATENCY_SANE:
-            self.health.latencies_ms.append(age.total_seconds() * 1000)
+        latencies = self.health.latencies_ms
+        for update in updates:
+            age = now - update.timestamp
+            if -_LATENCY_SANE < age < _LATENCY_SANE:
+                latencies.append(age.total_seconds() * 1000)
+            if self._last_event_time is None or update.timestamp > self._last_event_time:
+                self._last_event_time = update.timestamp
         self.health.last_event_at = now
-        if self._last_event_time is None or update.timestamp > self._last_event_time:
-            self._last_event_time = update.timestamp
-        self._notify(update)
+        for update in updates:
+            self._notify(update)
 
     def _notify(self, update: TradeUpdate) -> None:
         for callback in list(self._subscribers):
@@ -666,6 +721,24 @@ def _as_update(report: OrderReport, new_fills: tuple) -> TradeUpdate:
         qty=qty,
         price=report.filled_avg_price if new_fills else None,
     )
+
+
+def _own_batch(tracker: Any) -> Callable[[], Any] | None:
+    """The tracker's ``batch()`` when its class defines one (an ``OrderTracker``), else None.
+
+    A wrapper that only forwards ``batch()`` (the run loop's tap mirrors each ``apply()`` into
+    the engine, which expects a closed trade to be reported inside the apply that closed it,
+    while a batch reports it at the commit) gets its events one by one.
+    """
+    if tracker is None or not callable(getattr(type(tracker), "batch", None)):
+        return None
+    return tracker.batch
+
+
+def _buffered(ws: Any) -> bool:
+    """Whether websockets holds a received frame that ``recv()`` returns without waiting."""
+    messages = getattr(ws, "recv_messages", None)
+    return bool(len(getattr(messages, "frames", ()) or ()))
 
 
 def _decode(frame: bytes | str) -> dict | None:

@@ -8,6 +8,7 @@ live in test_stream_emulator.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -281,3 +282,95 @@ def test_backoff_after_429_never_drops_below_the_floor():
     for failures in range(1, 6):
         delay = backoff_delay(failures, rng, initial=1.0, cap=60.0, floor=15.0)
         assert delay >= 15.0
+
+
+# -- bursts: frames websockets has already read --------------------------------------------------
+
+
+class BatchingTracker:
+    """A tracker with its own ``batch()`` (as OrderTracker has): records begin/apply/commit."""
+
+    def __init__(self, log: list):
+        self.log = log
+
+    def apply(self, update, *, source="stream"):
+        self.log.append(("apply", update.event_raw))
+
+    @contextlib.contextmanager
+    def batch(self):
+        self.log.append(("begin",))
+        yield
+        self.log.append(("commit",))
+
+
+class ForwardingTracker:
+    """A wrapper that reacts to each apply and only forwards the rest (the run loop's tap)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def apply(self, update, *, source="stream"):
+        return self._inner.apply(update, source=source)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _burst() -> list:
+    frames = [
+        event("new", 0),
+        event("partial_fill", 1, execution_id="e1", price="178.48", qty="40", position_qty="40"),
+        event("partial_fill", 1, execution_id="e1", price="178.48", qty="40", position_qty="40"),
+        event("fill", 2, execution_id="e2", price="178.5", qty="60", position_qty="100"),
+    ]
+    return (
+        [json.dumps(f).encode() for f in frames[:2]]
+        + [b"not json"]
+        + [json.dumps(f) for f in frames[2:]]
+    )
+
+
+def test_a_burst_is_applied_in_one_transaction_and_subscribers_hear_after_the_commit():
+    log: list = []
+    stream = UserStreamTracker("ws://unused", KEY, SECRET, clock=RealTimeClock())
+    stream.tracker = BatchingTracker(log)
+    stream.subscribe(lambda u: log.append(("notify", u.event_raw)))
+    assert stream._handle_frames(_burst()) is True
+    assert log == [
+        ("begin",),
+        ("apply", "new"),
+        ("apply", "partial_fill"),
+        ("apply", "fill"),
+        ("commit",),
+        ("notify", "new"),
+        ("notify", "partial_fill"),
+        ("notify", "fill"),
+    ]
+    assert stream.health.malformed == 1 and stream.health.duplicates == 1
+    assert stream.health.events == {"new": 1, "partial_fill": 1, "fill": 1}
+
+
+def test_a_tracker_wrapper_without_its_own_batch_gets_each_event_applied_then_notified():
+    log: list = []
+    stream = UserStreamTracker("ws://unused", KEY, SECRET, clock=RealTimeClock())
+    stream.tracker = ForwardingTracker(BatchingTracker(log))
+    stream.subscribe(lambda u: log.append(("notify", u.event_raw)))
+    stream._handle_frames(_burst())
+    assert log == [
+        ("apply", "new"),
+        ("notify", "new"),
+        ("apply", "partial_fill"),
+        ("notify", "partial_fill"),
+        ("apply", "fill"),
+        ("notify", "fill"),
+    ]
+
+
+async def test_a_burst_sent_at_once_arrives_complete_and_in_order():
+    script = [event("new", 0)] + [
+        event("partial_fill", 1 + i, execution_id=f"e{i}", price="1", qty="1", position_qty="1")
+        for i in range(40)
+    ]
+    with ScriptedServer(script) as server:
+        stream, got = await collect(server, 41)
+    assert [u.execution_id for u in got] == [None] + [f"e{i}" for i in range(40)]

@@ -256,3 +256,31 @@ async def test_a_drop_after_events_reconnects_at_once_not_after_a_backoff(world)
             while stream.health.connects < 2 or not stream.health.connected:
                 await asyncio.sleep(0.01)
     assert stream.health.last_resume_ms is not None
+
+
+def test_the_emulator_encodes_each_event_once_for_its_listeners_and_not_without_one(monkeypatch):
+    from datetime import datetime
+
+    from mqd_cli import wire
+    from mqd_cli.emulator.exchange import Emulator
+    from mqd_cli.emulator.settings import EmulatorConfig
+    from mqd_cli.emulator.stream import StreamConnection
+
+    emulator = Emulator(EmulatorConfig(start=datetime.fromisoformat("2026-01-05T14:35:00+00:00")))
+    encoded = []
+    to_wire = wire.trade_update_to_wire
+    monkeypatch.setattr(wire, "trade_update_to_wire", lambda u: encoded.append(u) or to_wire(u))
+    emulator.broker.submit_order(market())
+    assert emulator.events_emitted > 0 and encoded == []  # nobody listens: nothing encoded
+
+    listeners = [StreamConnection(None), StreamConnection(None)]
+    for conn in listeners:
+        conn.listening = True
+        emulator.streams.add(conn)
+    before = emulator.events_emitted
+    emulator.broker.submit_order(market())
+    emitted = emulator.events_emitted - before
+    assert emitted > 0 and len(encoded) == emitted
+    frames = [[c.queue.get_nowait() for _ in range(c.queue.qsize())] for c in listeners]
+    assert frames[0] == frames[1] and len(frames[0]) == emitted
+    assert all(isinstance(f, bytes) and b'"trade_updates"' in f for f in frames[0])

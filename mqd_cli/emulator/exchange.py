@@ -62,6 +62,7 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
         self._slot_free_at = 0.0
         self.events_emitted = 0
         self.requests = 0
+        self.loop: asyncio.AbstractEventLoop | None = None  # while serving (for other threads)
         self._build_market()
         self.app = self._build_app()
 
@@ -248,6 +249,7 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Any):
+            self.loop = asyncio.get_running_loop()
             ticker = asyncio.create_task(self._ticker())
             try:
                 yield

@@ -27,20 +27,24 @@ class StreamConnection:
 
     def __init__(self, websocket: Any):
         self.ws = websocket
-        self.queue: asyncio.Queue[dict] = asyncio.Queue()
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()  # encoded trade_updates frames
         self.authorized = False
         self.listening = False
         self.sent = 0
         self.closed = False
 
     async def send(self, message: dict) -> None:
-        await self.ws.send_bytes(json.dumps(message, separators=(",", ":")).encode())
+        await self.ws.send_bytes(_encode(message))
 
     async def close(self, code: int = 1011) -> None:
         if not self.closed:
             self.closed = True
             with contextlib.suppress(Exception):
                 await self.ws.close(code)
+
+
+def _encode(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
 
 
 def _stream_error(message: str) -> dict:
@@ -63,11 +67,15 @@ class TradeUpdatesStream:
     events_emitted: int
 
     def _on_event(self, update: Any) -> None:
-        message = wire.trade_update_to_wire(update)
+        # Runs inside the REST handler or market step that made the event: encode it once for
+        # every listener (and not at all without one), then let each pump send it.
         self.events_emitted += 1
-        for conn in list(self.streams):
-            if conn.listening and not conn.closed:
-                conn.queue.put_nowait(message)
+        listeners = [c for c in self.streams if c.listening and not c.closed]
+        if not listeners:
+            return
+        frame = _encode(wire.trade_update_to_wire(update))
+        for conn in listeners:
+            conn.queue.put_nowait(frame)
 
     async def close_streams(self, code: int = 1011) -> int:
         """Close every stream connection; returns how many there were."""
@@ -154,33 +162,27 @@ class TradeUpdatesStream:
         await conn.close()
 
     async def _pump(self, conn: StreamConnection) -> None:
-        """Send queued events, applying the duplicate / reorder / drop-every faults."""
-        held: dict | None = None
+        """Send queued events, applying the duplicate / reorder / drop-every faults.
+
+        A burst already queued is written back to back (the sends do not suspend while the
+        transport is writable), so one wake-up of the pump serves every event of a REST call
+        or market step.
+        """
+        held: bytes | None = None
+        queue = conn.queue
         try:
             while not conn.closed:
                 try:
-                    message = await (
-                        asyncio.wait_for(conn.queue.get(), 0.2) if held else conn.queue.get()
-                    )
+                    first = await (asyncio.wait_for(queue.get(), 0.2) if held else queue.get())
                 except TimeoutError:
                     batch, held = [held], None  # nothing came after the held event: flush it
                 else:
-                    faults = self.faults
-                    if held is not None:
-                        batch, held = [message, held], None
-                    elif faults.stream_reorder_rate and (
-                        self.rng.random() < faults.stream_reorder_rate
-                    ):
-                        held = message
-                        continue
-                    else:
-                        batch = [message]
-                    if faults.stream_duplicate_rate and (
-                        self.rng.random() < faults.stream_duplicate_rate
-                    ):
-                        batch.append(message)
-                for item in batch:
-                    await conn.send(item)
+                    burst = [first]
+                    while not queue.empty():
+                        burst.append(queue.get_nowait())
+                    batch, held = self._with_faults(burst, held)
+                for frame in batch:
+                    await conn.ws.send_bytes(frame)
                     conn.sent += 1
                     every = self.faults.stream_drop_every
                     if every and conn.sent % every == 0:
@@ -191,3 +193,20 @@ class TradeUpdatesStream:
         except Exception as exc:
             log.debug("stream pump ended: %r", exc)
             await conn.close()
+
+    def _with_faults(self, burst: list[bytes], held: bytes | None) -> tuple[list, bytes | None]:
+        """The frames to send for ``burst`` (duplicates, reorders), and the one held back."""
+        faults = self.faults
+        batch: list[bytes] = []
+        for frame in burst:
+            if held is not None:
+                batch += [frame, held]  # the held event goes out after the next one
+                held = None
+            elif faults.stream_reorder_rate and self.rng.random() < faults.stream_reorder_rate:
+                held = frame
+                continue
+            else:
+                batch.append(frame)
+            if faults.stream_duplicate_rate and self.rng.random() < faults.stream_duplicate_rate:
+                batch.append(frame)
+        return batch, held
