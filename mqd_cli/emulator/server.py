@@ -79,6 +79,12 @@ def uvicorn_server(emulator: Emulator) -> Any:
 
 def serve(emulator: Emulator, sock: socket.socket) -> int | None:
     """Serve until Ctrl-C or SIGTERM; returns the signal that stopped it (shut down cleanly)."""
+    import gc
+
+    # The asset universe and price paths live as long as the server: keep them out of the
+    # cyclic collector's generations so its pauses do not delay trade_updates events.
+    gc.collect()
+    gc.freeze()
     server = uvicorn_server(emulator)
     server.run(sockets=[sock])
     return server._captured_signals[0] if server._captured_signals else None
