@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Protocol
 
 from mqd_cli.model import Bar
+from mqd_cli.symbol_properties import US_EQUITY_TICKS
+from mqd_cli.symbol_properties import equity_tick as tick_for
 
 __all__ = [
     "DEFAULT_ORIGIN",
@@ -41,13 +43,9 @@ __all__ = [
 ]
 
 DEFAULT_ORIGIN = datetime(2026, 1, 2, 14, 30, tzinfo=UTC)
-CENT = Decimal("0.01")
-SUB_CENT = Decimal("0.0001")
-
-
-def tick_for(price: Decimal) -> Decimal:
-    """The minimum price increment of a US equity at ``price``: $0.01 from $1, else $0.0001."""
-    return CENT if price >= 1 else SUB_CENT
+# The tick rule lives in one place (symbol_properties.US_EQUITY_TICKS); ``tick_for`` is it.
+CENT = US_EQUITY_TICKS[0][1]
+SUB_CENT = US_EQUITY_TICKS[-1][1]
 
 
 def to_tick(price: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
@@ -242,7 +240,7 @@ class SyntheticPrices:
         do, dc = _float_to_tick(o), _float_to_tick(c)
         dh = max(_float_to_tick(h), do, dc)
         dl = min(_float_to_tick(lo), do, dc)
-        vwap = _float_to_tick(float(do + dh + dl + dc) / 4)
+        vwap = to_tick((do + dh + dl + dc) / 4)
         return Bar(
             symbol=symbol,
             timestamp=t,

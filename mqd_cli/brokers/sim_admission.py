@@ -39,7 +39,7 @@ from mqd_cli.model import (
     Side,
     TimeInForce,
 )
-from mqd_cli.prices import tick_for
+from mqd_cli.symbol_properties import equity_tick
 from mqd_cli.wire import error_body, num
 
 __all__ = [
@@ -316,7 +316,7 @@ def _check_prices(
     if asset.asset_class is AssetClass.CRYPTO:
         return
     for name, value in (("limit_price", limit), ("stop_price", stop)):
-        if value is not None and value != value.quantize(tick_for(value), ROUND_DOWN):
+        if value is not None and value != value.quantize(equity_tick(value), ROUND_DOWN):
             raise _sub_penny(name, value)
 
 
