@@ -137,7 +137,9 @@ def test_kill_9_at_random_moments_then_restart_doubles_nothing_and_loses_nothing
     # No order doubled: the ping-pong alternates buy and sell of one share, so a doubled buy
     # would show as two buys in a row and a position of 2.
     sides = [o["side"] for o in filled]
-    assert all(a != b for a, b in zip(sides, sides[1:], strict=False)), sides
+    assert all(a != b for a, b in zip(sides, sides[1:], strict=False)), [
+        (o["side"], o["client_order_id"], o["submitted_at"], o["filled_at"]) for o in filled
+    ]
     assert len({o["client_order_id"] for o in orders}) == len(orders)
     positions = httpx.get(f"{srv.base_url}/v2/positions", headers=srv.headers, timeout=10).json()
     assert sum(Decimal(p["qty"]) for p in positions) in (Decimal(0), Decimal(1))
