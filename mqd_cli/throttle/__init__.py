@@ -15,8 +15,10 @@ memory.
 
 Server feedback: ``observe`` reads ``X-Ratelimit-Remaining``/``-Reset`` (usage the server
 counts that we did not send becomes "phantom" usage in the window) and a 429 holds every caller
-of that budget until the reset (or ``Retry-After``); queued reservations move behind the hold
-in their order, and leases of every process go back to the store. ``call`` wraps one request:
+of that budget until the reset (or ``Retry-After``), in full: ``max_backoff`` caps only our own
+backoff, and only a reset beyond ``feedback.MAX_SERVER_HOLD`` (an absurd header) is cut short.
+Queued reservations move behind the hold in their order, and leases of every process go back
+to the store. ``call`` wraps one request:
 a 429 is held out and retried (the server refused it, so even an order submit is safe to
 resend); a network error, timeout or 5xx is retried with exponential backoff and jitter only
 for idempotent requests. An order submit is re-raised at once: its outcome is unknown and the

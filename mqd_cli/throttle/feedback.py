@@ -3,16 +3,22 @@
 Rate headers tighten the window (usage the server counts that we did not send becomes phantom
 usage); a 429 holds every caller of its budgets, in every process, until the reset, and moves
 the queued reservations behind the hold in their order; ``call`` retries what the failure
-allows. See ``mqd_cli/throttle/__init__.py`` for the design.
+allows. The server's reset is obeyed in full: ``max_backoff`` caps only our own backoff, and
+only a reset beyond ``MAX_SERVER_HOLD`` (an absurd header) is cut short, with a warning. See
+``mqd_cli/throttle/__init__.py`` for the design.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mqd_cli.brokers.errors import BrokerUnavailable, RateLimited
 from mqd_cli.throttle.limits import (
+    MAX_HEADER_SECONDS,
     US,
     RateHeaders,
     RateLimit,
@@ -30,6 +36,16 @@ if TYPE_CHECKING:
     from mqd_cli.throttle.window import MemoryWindow, StoreWindow
 
 T = TypeVar("T")
+
+log = logging.getLogger("mqd.throttle")
+
+# The longest hold a server's reset (``X-Ratelimit-Reset`` / ``Retry-After``) can impose, when
+# it is longer than the budget's window. Any real reset is well inside it (Alpaca's window is
+# 60 s); a reset hours or days ahead is a bogus header (or a clock far off), and obeying it
+# would freeze the budget in every process sharing the store. Such a hold is cut to this bound
+# and logged as a warning; the next 429 holds again.
+MAX_SERVER_HOLD = timedelta(minutes=15)
+MAX_SERVER_HOLD_US = MAX_SERVER_HOLD // timedelta(microseconds=1)
 
 
 class ServerFeedback:
@@ -121,18 +137,16 @@ class ServerFeedback:
         self, lims: Sequence[RateLimit], reset_at: int | None, retry_after: float | None
     ) -> None:
         """A 429: count it and hold every caller of these budgets, in every process, until the
-        reset (``reset_at`` in epoch microseconds)."""
+        reset (``reset_at`` in epoch microseconds) or ``Retry-After``, in full. Our own jittered
+        backoff (capped at ``max_backoff``) applies when the server names no reset, or on a
+        repeated 429, and only ever lengthens the hold."""
         epoch, now = self._times()
         streak = max(self._streak.get(lim.name, 0) for lim in lims) + 1
-        until = now
-        if retry_after is not None:
-            until = max(until, now + int(retry_after * US))
-        if reset_at is not None and reset_at > epoch:
-            until = max(until, reset_at - epoch + now)
-        backed_off = streak > 1 or until == now
-        if backed_off:  # repeated 429s (or no hint at all): back off exponentially
-            delay = backoff_delay(streak, self.backoff_base, self.max_backoff, self._rng)
-            until = max(until, now + int(delay * US))
+        ahead = server_wait_us(reset_at, retry_after, epoch)
+        backed_off = streak > 1 or ahead == 0
+        own = 0
+        if backed_off:  # repeated 429s (or no usable hint): back off exponentially
+            own = int(backoff_delay(streak, self.backoff_base, self.max_backoff, self._rng) * US)
         with self._lock:
             for lim in lims:
                 self._streak[lim.name] = streak
@@ -148,13 +162,26 @@ class ServerFeedback:
                     self._leases.settle(tx, [lim.name for lim in lims], now, self._new_rid)
                     self._leases.bump()  # every process's leases go back to the store
             for lim in lims:
-                # A bogus far-future reset must not freeze the budget for good.
-                cap = now + max(lim.window_us, int(self.max_backoff * US))
-                self._hold(tx, lim, min(until, cap), now)
+                self._hold(tx, lim, now + max(own, self._bounded(lim, ahead)), now)
             if self.shared:
                 self._flush_into(tx, epoch, now)
         if not self.shared:
             self.flush()
+
+    def _bounded(self, lim: RateLimit, ahead: int) -> int:
+        """The server's wait on ``lim``, in full unless it passes the sanity bound."""
+        bound = max(lim.window_us, MAX_SERVER_HOLD_US)
+        if ahead <= bound:
+            return ahead
+        log.warning(
+            "throttle: the server's rate-limit reset for %s is %.0fs ahead, beyond the %.0fs "
+            "sanity bound; holding %.0fs (a bogus header or a clock far off?)",
+            lim.name,
+            ahead / US,
+            bound / US,
+            bound / US,
+        )
+        return bound
 
     def _hold(self, tx: Any, lim: RateLimit, until: int, now: int) -> None:
         """Hold ``lim`` until ``until`` and move its queued reservations behind the hold, in
@@ -188,3 +215,15 @@ class ServerFeedback:
             tx.insert([(lim.name, at, phantom, 0, 1)])
             if self._leases is not None:
                 self._leases.bump()
+
+
+def server_wait_us(reset_at: int | None, retry_after: float | None, epoch: int) -> int:
+    """Microseconds the server asked us to wait from ``epoch``: the later of its reset (epoch
+    microseconds) and ``Retry-After`` (seconds); 0 when it named neither, or nothing usable
+    (a past reset, a negative or non-finite delay)."""
+    ahead = 0
+    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+        ahead = math.ceil(min(retry_after, MAX_HEADER_SECONDS) * US)
+    if reset_at is not None and reset_at > epoch:
+        ahead = max(ahead, reset_at - epoch)
+    return ahead

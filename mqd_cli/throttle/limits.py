@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = 1_000_000
+# A rate header number above this (seconds, ~31 million years) is junk, not a time: ignored,
+# so that converting it to microseconds can never overflow.
+MAX_HEADER_SECONDS = 1e15
 
 
 def to_us(when: datetime) -> int:
@@ -117,8 +120,10 @@ class RateHeaders:
 
 
 def parse_rate_headers(headers: Mapping[str, str], now_us: int) -> RateHeaders:
-    """Read ``X-Ratelimit-Limit/-Remaining/-Reset`` and ``Retry-After``; malformed values are
-    ignored. A reset above 1e9 is an epoch time in seconds (Alpaca), below a delay in seconds."""
+    """Read ``X-Ratelimit-Limit/-Remaining/-Reset`` and ``Retry-After`` (seconds or an HTTP
+    date); malformed values are ignored. A reset above 1e9 is an epoch time in seconds (Alpaca),
+    below a delay in seconds. Nothing is capped here: how long a 429 holds is decided in
+    ``feedback.py``."""
     low = {str(k).lower(): str(v).strip() for k, v in headers.items()}
 
     def integer(key: str) -> int | None:
@@ -133,7 +138,7 @@ def parse_rate_headers(headers: Mapping[str, str], now_us: int) -> RateHeaders:
             value = float(low[key])
         except (KeyError, ValueError):
             return None
-        return value if value >= 0 and value == value and value != float("inf") else None
+        return value if 0 <= value <= MAX_HEADER_SECONDS else None  # also rejects nan
 
     reset = number("x-ratelimit-reset")
     reset_at = None
