@@ -205,7 +205,8 @@ class Engine:
         self._last: dict[str, Decimal] = {}
         self._open_by_symbol: dict[str, dict[str, Any]] = {}
         self._open_count = 0
-        self._queue: list[OrderIntent] = []
+        # Intents waiting to be sent, each with the position its strategy saw when it asked.
+        self._queue: list[tuple[OrderIntent, Decimal]] = []
         self._closed: list[Any] = []
         self._draining = False
         self._account: Any = None
@@ -334,25 +335,63 @@ class Engine:
     # -- intents -------------------------------------------------------------------------------
 
     def submit_all(self, intents: Iterable[OrderIntent]) -> None:
-        self._queue.extend(intents)
+        self._enqueue(intents)
         self._drain()
 
+    @property
+    def pending_intents(self) -> int:
+        """Intents queued by strategy hooks and not yet sent (or refused)."""
+        return len(self._queue)
+
+    def _enqueue(self, intents: Iterable[OrderIntent]) -> None:
+        qty = self._qty
+        for intent in intents:
+            self._queue.append((intent, qty.get(intent.symbol, ZERO)))
+
     def _drain(self) -> None:
+        """Send the queued intents, oldest first, each checked against the tracker's position
+        and open orders at the moment it goes out.
+
+        Identical intents waiting together (raised by several hooks, or several fills, before
+        the first of them was sent) are coalesced into the first: they were decided on the same
+        state, so they ask for the same order once.
+        """
         # Intents raised while handling an event (on_fill) wait for the current one to finish.
         if self._draining:
             return
         self._draining = True
         try:
             while self._queue:
-                intent = self._queue.pop(0)
+                intent, seen = self._queue.pop(0)
                 try:
-                    self._process(intent)
+                    self._coalesce(intent)
+                    self._process(intent, seen)
                 except Exception as exc:  # one bad intent must never stop the loop
                     self.stats.errors += 1
                     log.exception("engine: intent %s failed", intent)
                     self._emit("error", f"{intent.symbol}: {type(exc).__name__}: {exc}")
         finally:
             self._draining = False
+
+    def _coalesce(self, intent: OrderIntent) -> None:
+        """Drop the queued copies of ``intent`` (each is reported as a refusal)."""
+        queue = self._queue
+        if not queue:
+            return
+        keep = []
+        for entry in queue:
+            if entry[0] == intent:
+                self.stats.intents += 1
+                self._refuse(
+                    "engine",
+                    "coalesced",
+                    "identical to an intent raised before it in the same pass; sent once",
+                    intent,
+                )
+            else:
+                keep.append(entry)
+        if len(keep) != len(queue):
+            queue[:] = keep
 
     def _refuse(self, stage: str, rule: str, reason: str, intent: OrderIntent) -> None:
         self.stats.refused[stage] += 1
@@ -367,7 +406,9 @@ class Engine:
             {"stage": stage, "rule": rule, "reason": reason, "intent": intent},
         )
 
-    def _process(self, intent: OrderIntent) -> None:
+    def _process(self, intent: OrderIntent, seen: Decimal | None = None) -> None:
+        """Run one intent through the safety systems and send it. ``seen`` is the position
+        the strategy saw when it asked (None: the position now)."""
         self.stats.intents += 1
         if not intent.strategy:
             intent = _with(intent, strategy=getattr(self.strategy, "name", ""))
@@ -375,7 +416,11 @@ class Engine:
             self._refuse("engine", "stopping", "shutting down: no new orders", intent)
             return
         symbol = intent.symbol
-        pos = self._qty.get(symbol, ZERO)
+        pos = self.tracker.position_qty(symbol)
+        capped = self._cap_reduction(intent, pos if seen is None else seen, pos)
+        if capped is None:
+            return
+        intent = capped
         price = self._last.get(symbol)
         if price is None:
             price = self._price_from_broker(symbol)
@@ -443,9 +488,81 @@ class Engine:
             return
         self._send(intent)
 
+    def _cap_reduction(
+        self, intent: OrderIntent, seen: Decimal, pos: Decimal
+    ) -> OrderIntent | None:
+        """An intent that reduced the position the strategy saw never opens or flips one.
+
+        It is capped at the part of the position *now* that open orders on the same side do
+        not already close (another hook, or an earlier fill's hook, may have asked for the
+        same exit); with nothing left it is refused. Other intents pass unchanged.
+        """
+        qty = intent.qty
+        if qty is None or seen == 0 or qty > abs(seen) or (intent.side is Side.SELL) != (seen > 0):
+            return intent
+        side = intent.side
+        covered = ZERO
+        for o in self.tracker.open_orders(intent.symbol):
+            if o.side is side and o.qty is not None:
+                covered += max(ZERO, o.qty - o.filled_qty)
+        held = pos if (pos > 0) == (seen > 0) else ZERO
+        left = abs(held) - covered
+        if left <= 0:
+            why = (
+                f"the position is already closed (now {_num(pos)})"
+                if not held
+                else f"open orders already {side.value} {_num(covered)} of the position {_num(pos)}"
+            )
+            self._refuse("engine", "position_covered", why, intent)
+            return None
+        if qty <= left:
+            return intent
+        capped = _with(intent, qty=left)
+        self.stats.adjusted += 1
+        self._emit(
+            "adjusted",
+            f"{describe(intent)} capped: qty {_num(qty)} -> {_num(left)} (open orders already "
+            f"{side.value} {_num(covered)} of the position {_num(pos)})",
+            {
+                "intent": capped,
+                "adjustments": [
+                    {
+                        "field": "qty",
+                        "before": qty,
+                        "after": left,
+                        "reason": "position already partly closed by open orders",
+                    }
+                ],
+            },
+        )
+        return capped
+
+    def _identical_open(self, intent: OrderIntent) -> Any:
+        """An acknowledged open order that asks for exactly what ``intent`` asks, if any.
+
+        An identical order whose submit was never answered is not one: the tracker gives the
+        intent that order's client_order_id, so the broker's uniqueness check answers it.
+        """
+        from mqd_cli.tracked_orders import intent_key
+
+        key = intent_key(intent)
+        for o in self.tracker.open_orders(intent.symbol):
+            if o.intent_key == key and not o.external and o.submit_state == "acked":
+                return o
+        return None
+
     def _send(self, intent: OrderIntent) -> None:
         from mqd_cli.brokers.errors import BrokerCallError, NotFound, OrderRejected
 
+        twin = self._identical_open(intent)
+        if twin is not None:
+            self._refuse(
+                "engine",
+                "duplicate_open_order",
+                f"identical to open order {twin.client_order_id} ({twin.status.value})",
+                intent,
+            )
+            return
         intent = self.tracker.start(intent)
         cid = intent.client_order_id
         try:
@@ -530,6 +647,12 @@ class Engine:
         result = self.tracker.apply(update, source=source)
         self._after_apply(result)
         self._drain()
+
+    def observe(self, result: Any) -> None:
+        """Mirror a result the tracker produced elsewhere (the user stream, a gap fill, a
+        shutdown lookup) and hand its new fills to the strategy; the intents they raise are
+        queued for the next ``poll_broker`` (see ``pending_intents``)."""
+        self._after_apply(result)
 
     def _track_open(self, cid: str | None) -> None:
         if cid is None:
@@ -616,7 +739,7 @@ class Engine:
                 )
             intents = self.strategy.on_fill(report, self.ctx)
             if intents:
-                self._queue.extend(intents)
+                self._enqueue(intents)
 
     def _on_trade_closed(self, trade: Any) -> None:
         # Called by the tracker inside apply(): reported once the fills are mirrored.

@@ -153,15 +153,15 @@ class _TrackerTap:
 
     def apply(self, update: Any, *, source: str = "stream") -> Any:
         result = self._tracker.apply(update, source=source)
-        self._engine._after_apply(result)
-        if self._engine._queue:
+        self._engine.observe(result)
+        if self._engine.pending_intents:
             self._wake()
         return result
 
     def apply_order_report(self, report: Any, *, source: str = "rest") -> Any:
         result = self._tracker.apply_order_report(report, source=source)
-        self._engine._after_apply(result)
-        if self._engine._queue:
+        self._engine.observe(result)
+        if self._engine.pending_intents:
             self._wake()
         return result
 
@@ -594,7 +594,7 @@ class LiveSession:
     async def _sleep(self, seconds: float) -> None:
         """Until the next pass: ``seconds``, a stop request, or intents queued by the stream."""
         assert self._stop is not None and self._wake is not None
-        if self.engine is not None and self.engine._queue:
+        if self.engine is not None and self.engine.pending_intents:
             await asyncio.sleep(0)  # let the stream read, then send them
             return
         self._wake.clear()
@@ -726,7 +726,7 @@ class LiveSession:
         for o in tracker.open_orders():
             if o.broker_id:
                 with contextlib.suppress(BrokerCallError):
-                    engine._after_apply(
+                    engine.observe(
                         tracker.apply_order_report(
                             self.broker.get_order(o.broker_id), source="shutdown"
                         )

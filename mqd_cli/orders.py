@@ -209,8 +209,15 @@ class OrderTracker:
     def orders(self) -> list[TrackedOrder]:
         return list(self._orders.values())
 
-    def open_orders(self) -> list[TrackedOrder]:
-        return list(self._open.values())
+    def open_orders(self, symbol: str | None = None) -> list[TrackedOrder]:
+        if symbol is None:
+            return list(self._open.values())
+        return [o for o in self._open.values() if o.symbol == symbol]
+
+    def position_qty(self, symbol: str) -> Decimal:
+        """The signed quantity our fills hold in ``symbol`` (0 when flat)."""
+        p = self._positions.get(symbol)
+        return p.qty if p is not None else ZERO
 
     def positions(self) -> dict[str, TrackedPosition]:
         return {s: p for s, p in self._positions.items() if p.qty}
@@ -549,14 +556,17 @@ class OrderTracker:
         closed = self._position_delta(o, o.filled_qty - q0, dn, dfee, fill.timestamp)
         self._journal("fill", source, o, "applied", "", payload, fill.timestamp)
         self._pending.orders[o.client_order_id] = o
-        new = (f,) if o.filled_qty > q0 else ()
+        # Delivered: only what the execution adds above the quantity already counted (a
+        # synthetic fill may have stood for it), so deliveries sum to the filled quantity.
+        dq = o.filled_qty - q0
+        new = () if dq <= 0 else (f,) if dq >= f.qty else (replace(f, qty=dq),)
         return ApplyResult(
             o.client_order_id,
             "fill",
             o.status,
             o.status,
             new,
-            o.filled_qty - q0,
+            dq,
             closed_trades=closed,
         )
 

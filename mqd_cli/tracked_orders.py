@@ -6,7 +6,9 @@ deduplicated by ``execution_id``. When an event carries no execution id the orde
 ``filled_qty`` is the truth: a rise creates a *synthetic* fill with a deterministic id for the
 difference, priced so the average matches the broker's. A real fill arriving later replaces
 synthetic quantity instead of adding to it, so every order's filled quantity is
-``max(highest cumulative seen, sum of real fills)`` whatever the arrival order.
+``max(highest cumulative seen, sum of real fills)`` whatever the arrival order, and the fills
+an event delivers (``ApplyResult.new_fills``) always sum to the rise of that quantity: each
+execution is delivered at most once, and never beside the synthetic fill that stood for it.
 """
 
 from __future__ import annotations
@@ -154,63 +156,87 @@ class TrackedOrder:
     def fold(
         self, update: TradeUpdate, source: str, new: list[Fill], stored: list[Fill]
     ) -> tuple[Decimal, Decimal, Decimal] | None:
-        """Fold an event's execution and cumulative quantity into the order. Fills that add
-        quantity go to ``new``; every fill to record (also a real fill that only replaces
-        synthetic quantity) goes to ``stored``. Returns the (filled qty, filled notional, fees)
-        from before the event when it changed any of them, else None (most events do not)."""
+        """Fold an event's execution and cumulative quantity into the order.
+
+        Every fill to record (a real execution in full, even one whose quantity a synthetic fill
+        already stood for) goes to ``stored``. What the event *delivers* goes to ``new``, and it
+        sums exactly to the rise of ``filled_qty``, so consumers (the strategy, positions, cash,
+        alerts) never count a share twice:
+
+        * a real execution covers the cumulative range ``(filled_qty - qty, filled_qty]`` of the
+          order report it came with; only the part above what was already delivered is new
+          (the rest was delivered earlier by the synthetic fill that stood for it);
+        * a rise of the cumulative quantity beyond that (executions not seen, e.g. missed while
+          the stream was away) is delivered as one synthetic fill with a deterministic id.
+
+        Returns the (filled qty, filled notional, fees) from before the event when it changed
+        any of them, else None (most events do not).
+        """
         report = update.order
+        q0 = self.filled_qty
         totals = None
-        is_fill = update.event.is_fill
-        if is_fill and update.price is not None and update.qty is not None and update.execution_id:
-            if update.execution_id not in self.real:
-                f = Fill(
-                    update.execution_id,
-                    self.client_order_id,
-                    self.symbol,
-                    self.side,
-                    update.qty,
-                    update.price,
-                    update.timestamp,
-                    ZERO,
-                    False,
-                    source,
-                )
-                totals = (self.filled_qty, self.filled_notional, self.fees)
-                self.add_real(f)
-                # A real fill that only replaces synthetic quantity is not a new fill.
-                if self.filled_qty > totals[0]:
-                    new.append(f)
-                stored.append(f)
-        elif is_fill and update.price is not None and self.fallback_price is None:
-            totals = (self.filled_qty, self.filled_notional, self.fees)
-            self.fallback_price = update.price
+        real: Fill | None = None
+        if update.event.is_fill and update.price is not None:
+            if update.qty is not None and update.execution_id:
+                if update.execution_id not in self.real:
+                    real = Fill(
+                        update.execution_id,
+                        self.client_order_id,
+                        self.symbol,
+                        self.side,
+                        update.qty,
+                        update.price,
+                        update.timestamp,
+                        ZERO,
+                        False,
+                        source,
+                    )
+                    totals = (q0, self.filled_notional, self.fees)
+                    self.add_real(real)
+                    stored.append(real)
+            elif self.fallback_price is None:
+                totals = (q0, self.filled_notional, self.fees)
+                self.fallback_price = update.price
         cum = report.filled_qty
         if cum > self.cum_qty or (cum == self.cum_qty and cum and self.cum_avg is None):
             if totals is None:
-                totals = (self.filled_qty, self.filled_notional, self.fees)
+                totals = (q0, self.filled_notional, self.fees)
             if self.fallback_price is None:
                 self.fallback_price = report.filled_avg_price or report.limit_price
-            before_qty, before_notional = self.filled_qty, self.filled_notional
             self.cum_qty = cum
             if report.filled_avg_price is not None:
                 self.cum_avg = report.filled_avg_price
-            delta = self.filled_qty - before_qty
-            if delta > 0:
-                f = Fill(
-                    synthetic_fill_id(self.client_order_id, cum),
-                    self.client_order_id,
-                    self.symbol,
-                    self.side,
-                    delta,
-                    (self.filled_notional - before_notional) / delta,
-                    update.timestamp,
-                    ZERO,
-                    True,
-                    source,
-                )
-                self.synthetic.append(f)
-                new.append(f)
-                stored.append(f)
+        if totals is None:
+            return None
+        delta = self.filled_qty - q0
+        if delta <= 0:
+            return totals
+        part = ZERO
+        if real is not None:
+            # The execution's own range ends at the report's cumulative quantity (when the
+            # report carries one that includes it); what lies below ``q0`` was delivered.
+            top = cum if cum >= real.qty else q0 + real.qty
+            part = min(real.qty, delta, max(ZERO, top - q0))
+            if part > 0:
+                new.append(real if part == real.qty else replace(real, qty=part))
+        rest = delta - part
+        if rest > 0:
+            moved = self.filled_notional - totals[1] - (part * real.price if real else ZERO)
+            f = Fill(
+                synthetic_fill_id(self.client_order_id, self.filled_qty),
+                self.client_order_id,
+                self.symbol,
+                self.side,
+                rest,
+                moved / rest,
+                update.timestamp,
+                ZERO,
+                True,
+                source,
+            )
+            self.synthetic.append(f)
+            new.append(f)
+            stored.append(f)
         return totals
 
     # -- stored form ------------------------------------------------------------------------
