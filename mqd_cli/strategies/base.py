@@ -9,6 +9,29 @@ ask for anything; the safety systems decide.
 Write your own by subclassing ``BaseStrategy`` (or any class with the four hooks and a ``name``)
 and point ``[strategy] name`` at it as ``"package.module:Class"`` or ``"path/to/file.py:Class"``.
 Declare ``PARAMS`` to have ``[strategy.params]`` validated with errors naming the TOML path.
+
+The contract (what the engine guarantees, in ``mqd run`` and ``mqd backtest`` alike):
+
+* ``ctx.position(symbol)`` is the signed quantity of the fills delivered so far: every share the
+  broker filled, counted once (a fill recovered after a stream outage included), nothing that is
+  only ordered.
+* ``ctx.open_orders(symbol)`` holds the orders sent and not yet final (filled, canceled,
+  expired, rejected), including one whose submit is not answered yet. Intents a hook returned
+  are *not* in it until they are sent.
+* ``on_fill`` runs once per delivered fill; the quantities of the fills delivered for an order
+  sum exactly to the broker's ``filled_qty`` (a real execution and the gap-fill fill that stood
+  for it are never both delivered). When it runs, ``position`` already includes that fill.
+* Intents are sent after the hook returns, each checked at the moment it goes out against the
+  tracker's position and open orders, not against the state the hook saw:
+  - identical intents waiting together (from several hooks or several fills before the loop
+    sent any) are sent once; the copies are refused as ``engine:coalesced``;
+  - an intent identical to an acknowledged open order is refused (``engine:duplicate_open_order``);
+  - an intent that reduced the position the hook saw never opens or flips one: it is capped to
+    the part of the position that open orders on its side do not already close, and refused
+    (``engine:position_covered``) when nothing is left.
+
+So a strategy may simply return "sell my position" from every hook that sees one: it is sent
+once. It must not assume an intent was sent because it returned it: read ``open_orders``.
 """
 
 from __future__ import annotations
