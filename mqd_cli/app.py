@@ -80,7 +80,7 @@ def _guard(fn):
         except Exception as exc:  # a bug: one line, the traceback only with --verbose
             hint = "" if verbose else "run again with --verbose for the traceback"
             _report(MqdError(f"internal error: {type(exc).__name__}: {exc}", hint), verbose)
-            raise typer.Exit(int(ExitCode.FOUND)) from None
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
     wrapper.__mqd_guarded__ = True
     return wrapper

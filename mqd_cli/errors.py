@@ -16,11 +16,13 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage or configuration error
     BROKER = 3  # broker, network or authentication failure
     STATE = 4  # local state error: store unreadable, migration needed
+    INTERNAL = 70  # a bug in mqd (EX_SOFTWARE): never 1, so `mqd reconcile || alert` is not fooled
     INTERRUPTED = 130
 
 
 class MqdError(Exception):
-    """Base of every error the CLI reports as one line."""
+    """Base of every error the CLI reports as one line (exit 1 unless a subclass says
+    otherwise: raise it for "the check found something")."""
 
     exit_code: ExitCode = ExitCode.FOUND
 

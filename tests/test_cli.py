@@ -131,7 +131,7 @@ def _boundary_app(exc: BaseException) -> typer.Typer:
         (BrokerError("broker down", "retry later"), 3),
         (StateError("store gone", "restore"), 4),
         (KeyboardInterrupt(), 130),
-        (ZeroDivisionError("bug"), 1),
+        (ZeroDivisionError("bug"), 70),
     ],
 )
 def test_the_boundary_maps_each_error_to_its_exit_code_without_a_traceback(exc, code):
