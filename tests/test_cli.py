@@ -79,6 +79,7 @@ def test_exit_code_enum_values_are_the_documented_ones():
         ("USAGE", 2),
         ("BROKER", 3),
         ("STATE", 4),
+        ("INTERNAL", 70),
         ("INTERRUPTED", 130),
     ]
 
