@@ -34,7 +34,6 @@ log = logging.getLogger("mqd.engine")
 
 ZERO = Decimal(0)
 _PRE_ACK = frozenset({OrderStatus.PENDING_NEW, OrderStatus.ACCEPTED})
-_DUPLICATE_CID = "client_order_id must be unique"
 
 
 # -- what the engine reports ----------------------------------------------------------------------
@@ -552,7 +551,12 @@ class Engine:
         return None
 
     def _send(self, intent: OrderIntent) -> None:
-        from mqd_cli.brokers.errors import BrokerCallError, NotFound, OrderRejected
+        from mqd_cli.brokers.errors import (
+            BrokerCallError,
+            DuplicateClientOrderId,
+            NotFound,
+            OrderRejected,
+        )
 
         twin = self._identical_open(intent)
         if twin is not None:
@@ -568,7 +572,7 @@ class Engine:
         try:
             report = self.broker.submit_order(intent)
         except OrderRejected as exc:
-            if _DUPLICATE_CID in str(exc):
+            if isinstance(exc, DuplicateClientOrderId):
                 # A restart re-sent an intent the broker already holds: adopt its answer.
                 try:
                     report = self.broker.get_order_by_client_id(cid)

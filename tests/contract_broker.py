@@ -26,7 +26,12 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from mqd_cli.brokers.base import Broker
-from mqd_cli.brokers.errors import InsufficientFunds, NotFound, OrderRejected
+from mqd_cli.brokers.errors import (
+    DuplicateClientOrderId,
+    InsufficientFunds,
+    NotFound,
+    OrderRejected,
+)
 from mqd_cli.model import (
     AssetClass,
     OrderIntent,
@@ -161,7 +166,7 @@ def check_get_order_by_client_id(h: Harness) -> None:
 
 def check_duplicate_client_order_id_is_422(h: Harness) -> None:
     order = h.resting_buy("dup")
-    with _expect(OrderRejected, 422, 40010001, "client_order_id must be unique"):
+    with _expect(DuplicateClientOrderId, 422, 40010001, "client_order_id must be unique"):
         h.broker.submit_order(
             OrderIntent(
                 symbol="AAPL",

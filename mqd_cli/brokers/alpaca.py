@@ -30,6 +30,7 @@ from mqd_cli.brokers.errors import (
     AuthFailed,
     BrokerCallError,
     BrokerUnavailable,
+    DuplicateClientOrderId,
     InsufficientFunds,
     NotFound,
     OrderRejected,
@@ -154,6 +155,9 @@ def map_http_error(status: int | None, text: str, headers: Any = None) -> Broker
         )
     if status is None or status >= 500:
         return BrokerUnavailable(message, "the broker had a problem; retry later", **kw)
+    if status == 422 and DuplicateClientOrderId.MESSAGE in message.lower():
+        # Alpaca's code for it (40010001) is its generic "invalid": only the text tells.
+        return DuplicateClientOrderId(message, **kw)
     return OrderRejected(message, **kw)
 
 

@@ -35,6 +35,14 @@ class OrderRejected(BrokerCallError):
     exit_code = ExitCode.FOUND
 
 
+class DuplicateClientOrderId(OrderRejected):
+    """422 "client_order_id must be unique": the broker already holds an order with this id
+    (a restart re-sent an intent whose first submit did reach it). Look the order up by its
+    client_order_id; never send it under another id."""
+
+    MESSAGE = "client_order_id must be unique"
+
+
 class InsufficientFunds(OrderRejected):
     """403 40310000: insufficient buying power or insufficient qty available."""
 

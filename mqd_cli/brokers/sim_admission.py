@@ -19,7 +19,13 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import NamedTuple, TypeVar
 
-from mqd_cli.brokers.errors import BrokerCallError, InsufficientFunds, NotFound, OrderRejected
+from mqd_cli.brokers.errors import (
+    BrokerCallError,
+    DuplicateClientOrderId,
+    InsufficientFunds,
+    NotFound,
+    OrderRejected,
+)
 from mqd_cli.brokers.sim_account import SimAccount
 from mqd_cli.brokers.sim_orders import (
     LIMIT_TYPES,
@@ -105,7 +111,7 @@ def _check_client_order_id_length(cid: str | None) -> None:
 
 def _check_client_order_id_unused(cid: str | None, taken: Mapping[str, SimOrder]) -> None:
     if cid is not None and cid in taken:
-        raise invalid("client_order_id must be unique")
+        raise reject(422, 40010001, DuplicateClientOrderId.MESSAGE, DuplicateClientOrderId)
 
 
 # -- new orders -----------------------------------------------------------------------------------
