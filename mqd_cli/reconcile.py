@@ -14,12 +14,30 @@ Rules that matter at 3 a.m.:
   hash of (client_order_id, broker cumulative qty) and whose price makes our average equal the
   broker's, so two runs in a row produce the same id and the second changes nothing;
 * position drift is reported only when the fills the findings would add do not explain it.
+
+Beside a running ``mqd run`` (``check``; what `mqd reconcile` uses) the two sides move while
+they are read, so one look alone would report orders and fills that are merely in flight:
+
+* a *look* (``take_look``) reads the broker first and the store after. The orders are listed
+  between two readings of the positions and the account (*before* and *after*). The store is
+  read after, as of one moment (``read_local``);
+* an order with a journal row written after the look began (id above the journal's last id
+  before the first broker call) is *in flight*: it is judged in no way (no status, fill, orphan
+  or shadow finding); positions and cash count it at the broker's figure instead of ours;
+* positions and cash are compared with the reading the orders in flight agree with
+  (``readings``): an order in flight listed unfilled and open cannot have filled before the
+  *before* reading; one listed closed cannot fill after the listing, so it agrees with *after*.
+  A symbol whose orders in flight agree with neither (or that moved while no order of ours was
+  in flight) is not judged in that look, and is listed as unchecked;
+* every finding is confirmed by a second look after a short pause (``confirm``): only a
+  discrepancy present in every look, the same one (kind, subject and values; for positions
+  and cash the same difference), is reported. One that vanished was in flight.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +55,10 @@ DEFAULT_LOOKBACK = timedelta(days=2)
 CASH_TOLERANCE = Decimal("1.00")  # dollars; the larger of this and CASH_TOLERANCE_RATIO*equity
 CASH_TOLERANCE_RATIO = Decimal("0.0005")
 QTY_TOLERANCE = Decimal("0.000000001")  # Alpaca quantities have up to 9 decimals
+DEFAULT_LOOKS = 2  # looks a finding must be present in (1 = no confirmation)
+MAX_LOOKS = 5
+DEFAULT_CONFIRM_PAUSE = timedelta(seconds=1)  # between two looks
+MAX_CONFIRM_PAUSE = timedelta(seconds=30)
 
 Kind = Literal[
     "orphan",
@@ -74,6 +96,9 @@ class LocalState:
     positions: Mapping[str, Decimal]  # signed quantity per symbol, from our fills
     cash_baseline: Decimal | None = None  # broker cash at the previous checked run
     net_traded_since_baseline: Decimal = ZERO
+    # client_order_ids with a journal row written after the broker was read: in flight
+    in_flight: frozenset[str] = frozenset()
+    net_traded: Decimal | None = None  # what all our fills moved in cash, at the read
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,12 @@ class BrokerSnapshot:
     positions: tuple[PositionReport, ...]
     account: AccountReport | None
     taken_at: datetime
+    # the positions and account read before the orders were listed (None: not read; the
+    # fields above are then the only reading)
+    positions_before: tuple[PositionReport, ...] | None = None
+    account_before: AccountReport | None = None
+    # the open orders listed again after the second reading (None: not listed again)
+    open_after: tuple[OrderReport, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +148,11 @@ class ReconcileReport:
     orders_checked: int
     broker_orders: int
     lookups: int
+    looks: int = 1  # how many looks the findings were confirmed in
+    unconfirmed: int = 0  # findings present in some looks only: in flight, not reported
+    in_flight: int = 0  # orders skipped as in flight (journaled after the broker was read;
+    # the most of any look)
+    unchecked: tuple[str, ...] = ()  # what moved during every look and could not be judged
 
     @property
     def in_sync(self) -> bool:
@@ -168,12 +204,13 @@ def local_state(
         for o in tracker.orders()
     )
     positions = {s: p.qty for s, p in tracker.positions().items()}
+    net = tracker.net_traded()
     since = ZERO
     if cash_baseline is not None and net_traded_baseline is not None:
-        since = tracker.net_traded() - net_traded_baseline
+        since = net - net_traded_baseline
     else:
         cash_baseline = None
-    return LocalState(orders, positions, cash_baseline, since)
+    return LocalState(orders, positions, cash_baseline, since, net_traded=net)
 
 
 # -- small pure helpers ---------------------------------------------------------------------------
@@ -211,12 +248,16 @@ def within_grace(local: LocalOrder, now: datetime, grace: timedelta) -> bool:
 def shadow_candidates(
     local: LocalState, broker: BrokerSnapshot, now: datetime, grace: timedelta = DEFAULT_GRACE
 ) -> list[LocalOrder]:
-    """Our open orders that the broker's listings do not show: each needs a targeted lookup."""
+    """Our open orders that the broker's listings do not show: each needs a targeted lookup.
+    Orders in flight are never candidates (the listings may predate them)."""
     by_cid, by_id = index_broker_orders(broker.orders)
     return [
         o
         for o in local.orders
-        if o.is_open and match(o, by_cid, by_id) is None and not within_grace(o, now, grace)
+        if o.is_open
+        and o.client_order_id not in local.in_flight
+        and match(o, by_cid, by_id) is None
+        and not within_grace(o, now, grace)
     ]
 
 
@@ -232,6 +273,20 @@ def synthetic_fill_price(
 
 def signed(side: Side, qty: Decimal) -> Decimal:
     return qty if side is Side.BUY else -qty
+
+
+def cash_of(side: Side, qty: Decimal, avg: Decimal | None) -> Decimal | None:
+    """What filling ``qty`` at ``avg`` moved in cash (fees aside); None when the price is
+    unknown."""
+    if not qty:
+        return ZERO
+    if avg is None:
+        return None
+    return -signed(side, qty) * avg
+
+
+def _qty_by_symbol(positions: Iterable[PositionReport]) -> dict[str, Decimal]:
+    return {p.symbol: p.qty for p in positions}
 
 
 def cash_tolerance(account: AccountReport) -> Decimal:
@@ -257,9 +312,11 @@ def orphan_findings(local: LocalState, broker: BrokerSnapshot) -> list[Finding]:
     known_id = {o.broker_id: o for o in local.orders if o.broker_id}
     out = []
     for r in broker.orders:
-        if not r.status.is_open:
+        if not r.status.is_open or r.client_order_id in local.in_flight:
             continue
         mine = known_cid.get(r.client_order_id) or known_id.get(r.id)
+        if mine is not None and mine.client_order_id in local.in_flight:
+            continue
         if mine is None:
             out.append(
                 Finding(
@@ -416,12 +473,23 @@ def order_drift(o: LocalOrder, r: OrderReport) -> list[Finding]:
 
 
 def position_findings(
-    local: LocalState, broker: BrokerSnapshot, pending: Mapping[str, Decimal]
+    local: LocalState,
+    broker: BrokerSnapshot,
+    pending: Mapping[str, Decimal],
+    *,
+    theirs: Mapping[str, Decimal] | None = None,
+    skip: Iterable[str] = (),
 ) -> list[Finding]:
-    """Broker positions against ours plus what pending repairs would add."""
-    theirs = {p.symbol: p.qty for p in broker.positions}
+    """Broker positions (``theirs``: the reading chosen per symbol; default the snapshot's)
+    against ours plus what pending repairs (and orders in flight, at the broker's figure)
+    would add. Symbols in ``skip`` are not judged."""
+    if theirs is None:
+        theirs = {p.symbol: p.qty for p in broker.positions}
+    skipped = set(skip)
     out = []
     for sym in sorted(set(theirs) | set(local.positions) | set(pending)):
+        if sym in skipped:
+            continue
         ours = local.positions.get(sym, ZERO)
         expected = ours + pending.get(sym, ZERO)
         broker_qty = theirs.get(sym, ZERO)
@@ -437,21 +505,32 @@ def position_findings(
                 "review",
                 f"difference {fmt(broker_qty - expected)} after pending repairs: trades outside "
                 "mqd, a position older than the store, or a corporate action",
+                data={"difference": broker_qty - expected},
             )
         )
     return out
 
 
 def account_findings(
-    local: LocalState, account: AccountReport | None, unexplained_fills: bool
+    local: LocalState,
+    account: AccountReport | None,
+    unexplained_fills: bool,
+    *,
+    cash_adjust: Decimal | None = ZERO,
+    cash: Decimal | None = None,
+    judge_cash: bool = True,
 ) -> list[Finding]:
+    """Cash (``cash``: the reading chosen; default the account's) against the baseline plus
+    our fills since (``cash_adjust``: what orders in flight moved at the broker beyond our
+    figure; None = unknown, cash not judged), and equity against its parts."""
     if account is None:
         return []
     out = []
     tol = cash_tolerance(account)
-    if local.cash_baseline is not None:
-        expected = local.cash_baseline + local.net_traded_since_baseline
-        if abs(account.cash - expected) > tol:
+    theirs = account.cash if cash is None else cash
+    if local.cash_baseline is not None and cash_adjust is not None and judge_cash:
+        expected = local.cash_baseline + local.net_traded_since_baseline + cash_adjust
+        if abs(theirs - expected) > tol:
             hint = "; fill drift may explain it" if unexplained_fills else ""
             out.append(
                 Finding(
@@ -459,10 +538,11 @@ def account_findings(
                     "account",
                     "",
                     fmt(expected),
-                    fmt(account.cash),
+                    fmt(theirs),
                     "review",
-                    f"cash moved {fmt(account.cash - expected)} beyond fills we know (tolerance "
+                    f"cash moved {fmt(theirs - expected)} beyond fills we know (tolerance "
                     f"{fmt(tol)}): deposit, withdrawal, fee, dividend or a missed fill{hint}",
+                    data={"difference": theirs - expected, "tolerance": tol},
                 )
             )
     parts = account.cash + account.long_market_value + account.short_market_value
@@ -476,9 +556,137 @@ def account_findings(
                 fmt(account.equity),
                 "review",
                 "broker equity differs from cash + long + short market value",
+                data={"difference": account.equity - parts, "tolerance": tol},
             )
         )
     return out
+
+
+def in_flight_adjustment(
+    local: LocalState, by_cid: Mapping[str, OrderReport], by_id: Mapping[str, OrderReport]
+) -> tuple[dict[str, Decimal], Decimal | None]:
+    """(signed quantity per symbol, cash) by which the broker's figures for the orders in
+    flight differ from ours: the broker's positions and cash were read before our store, so
+    they are compared with ours as if each order in flight stood at the broker's figure.
+    The cash is None when a price it needs is unknown. An order in flight that the listings
+    do not show stands at zero (it reached the broker after the listing)."""
+    qty: dict[str, Decimal] = {}
+    cash: Decimal | None = ZERO
+    seen: set[str] = set()
+    for o in local.orders:
+        if o.client_order_id not in local.in_flight:
+            continue
+        seen.add(o.client_order_id)
+        r = match(o, by_cid, by_id)
+        if r is not None:
+            seen.add(r.client_order_id)
+        theirs_qty = r.filled_qty if r is not None else ZERO
+        theirs_avg = r.filled_avg_price if r is not None else None
+        if theirs_qty == o.filled_qty and (r is None or theirs_avg == o.avg_price):
+            continue
+        if theirs_qty != o.filled_qty:
+            qty[o.symbol] = qty.get(o.symbol, ZERO) + signed(o.side, theirs_qty - o.filled_qty)
+        theirs = cash_of(o.side, theirs_qty, theirs_avg)
+        ours = cash_of(o.side, o.filled_qty, o.avg_price)
+        cash = None if cash is None or theirs is None or ours is None else cash + theirs - ours
+    # Orders in flight that we did not hold yet when the store was read (adopted after).
+    for cid in local.in_flight - seen:
+        r = by_cid.get(cid)
+        if r is None or not r.filled_qty:
+            continue
+        qty[r.symbol] = qty.get(r.symbol, ZERO) + signed(r.side, r.filled_qty)
+        theirs = cash_of(r.side, r.filled_qty, r.filled_avg_price)
+        cash = None if cash is None or theirs is None else cash + theirs
+    return qty, cash
+
+
+_BOTH = frozenset({"before", "after"})
+
+
+def agrees_with(r: OrderReport | None, later: OrderReport | None = None) -> frozenset[str]:
+    """Which broker readings an order in flight, listed as ``r`` (and open again as ``later``
+    after the second reading), is consistent with. Fills only grow, so: listed open and
+    unfilled (or not listed: it reached the broker after the listing) it had no fill at the
+    *before* reading either; listed closed, it cannot fill after the listing; listed open
+    again later with the same filled quantity, it did not fill in between: the *after*
+    reading holds exactly the listed fills."""
+    out = set()
+    listed = r.filled_qty if r is not None else ZERO
+    if r is None or (r.status.is_open and not r.filled_qty):
+        out.add("before")
+    closed = r is not None and not r.status.is_open
+    if closed or (later is not None and later.filled_qty == listed):
+        out.add("after")
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Readings:
+    """The broker's positions and cash to compare ours with, chosen per symbol."""
+
+    positions: dict[str, Decimal]
+    unchecked: tuple[str, ...]  # symbols not judged
+    cash: Decimal | None  # None: not judged
+
+
+def readings(
+    local: LocalState,
+    broker: BrokerSnapshot,
+    by_cid: Mapping[str, OrderReport],
+    by_id: Mapping[str, OrderReport],
+) -> Readings:
+    """Choose, per symbol and for the cash, the reading (before or after the listing) that
+    every order in flight agrees with. With none in flight, the two readings must be equal
+    (a difference means a fill we have not journaled yet). Unchecked otherwise."""
+    after = _qty_by_symbol(broker.positions)
+    account = broker.account
+    if broker.positions_before is None:  # one reading (``collect``): nothing to choose
+        return Readings(after, (), None if account is None else account.cash)
+    before = _qty_by_symbol(broker.positions_before)
+    later_cid, later_id = index_broker_orders(broker.open_after or ())
+    agree: dict[str, frozenset[str]] = {}
+    seen: set[str] = set()
+    for o in local.orders:
+        if o.client_order_id in local.in_flight:
+            r = match(o, by_cid, by_id)
+            seen.add(o.client_order_id)
+            if r is not None:
+                seen.add(r.client_order_id)
+            ok = agrees_with(r, match(o, later_cid, later_id))
+            agree[o.symbol] = agree.get(o.symbol, _BOTH) & ok
+    for cid in local.in_flight - seen:
+        r = by_cid.get(cid)
+        if r is not None:
+            agree[r.symbol] = agree.get(r.symbol, _BOTH) & agrees_with(r, later_cid.get(cid))
+
+    def choose(ok: frozenset[str], b: Decimal | None, a: Decimal | None) -> str | None:
+        if ok == _BOTH:
+            return "after" if a == b else None
+        if "before" in ok:
+            return "before"
+        return "after" if ok else None
+
+    positions: dict[str, Decimal] = {}
+    unchecked = []
+    for sym in sorted(set(before) | set(after) | set(local.positions) | set(agree)):
+        b, a = before.get(sym, ZERO), after.get(sym, ZERO)
+        pick = choose(agree.get(sym, _BOTH), b, a)
+        if pick is None:
+            unchecked.append(sym)
+        else:
+            positions[sym] = b if pick == "before" else a
+    cash = None
+    if account is not None:
+        all_ok = _BOTH
+        for ok in agree.values():
+            all_ok &= ok
+        b_cash = None if broker.account_before is None else broker.account_before.cash
+        pick = choose(all_ok, b_cash, account.cash)
+        if pick == "before":
+            cash = b_cash
+        elif pick == "after":
+            cash = account.cash
+    return Readings(positions, tuple(unchecked), cash)
 
 
 # -- the diff -------------------------------------------------------------------------------------
@@ -499,12 +707,16 @@ def diff(
     shadows, found = shadow_findings(local, broker, lookups, now, grace)
     findings += shadows
     by_cid, by_id = index_broker_orders((*broker.orders, *found))
-    pending: dict[str, Decimal] = {}
+    pending, cash_adjust = in_flight_adjustment(local, by_cid, by_id)
+    explained = False  # fills the repairs would add (a hint for cash drift)
     for f in findings:
         r = f.data.get("report")
         if f.kind == "orphan" and f.local == "unknown" and r is not None and r.filled_qty:
             pending[r.symbol] = pending.get(r.symbol, ZERO) + signed(r.side, r.filled_qty)
+            explained = True
     for o in local.orders:
+        if o.client_order_id in local.in_flight:
+            continue
         r = match(o, by_cid, by_id)
         if r is None:
             continue
@@ -512,10 +724,113 @@ def diff(
             findings.append(f)
             if f.kind == "fill_drift" and f.action != "review":
                 pending[o.symbol] = pending.get(o.symbol, ZERO) + signed(o.side, f.data["qty"])
-    findings += position_findings(local, broker, pending)
-    findings += account_findings(local, broker.account, bool(pending))
+                explained = True
+    chosen = readings(local, broker, by_cid, by_id)
+    findings += position_findings(
+        local, broker, pending, theirs=chosen.positions, skip=chosen.unchecked
+    )
+    findings += account_findings(
+        local,
+        broker.account,
+        explained,
+        cash_adjust=cash_adjust,
+        cash=chosen.cash,
+        judge_cash=chosen.cash is not None,
+    )
+    unchecked = [f"position {s}: trading while the broker was read" for s in chosen.unchecked]
+    if broker.account is not None and chosen.cash is None:
+        unchecked.append("cash: trading while the broker was read")
+    elif local.cash_baseline is not None and cash_adjust is None:
+        unchecked.append("cash: an order in flight has no average price")
     return ReconcileReport(
-        now, tuple(findings), len(local.orders), len(broker.orders), len(lookups)
+        now,
+        tuple(findings),
+        len(local.orders),
+        len(broker.orders),
+        len(lookups),
+        in_flight=sum(1 for o in local.orders if o.client_order_id in local.in_flight),
+        unchecked=tuple(unchecked),
+    )
+
+
+# -- confirmation: a finding must be present in every look -------------------------------------
+
+_ABSENT = frozenset({"shadow", "unverified"})  # one family: absent from the listings
+
+
+def _bucket(f: Finding) -> tuple[str, str]:
+    return ("absent" if f.kind in _ABSENT else f.kind, f.subject)
+
+
+def same_discrepancy(a: Finding, b: Finding) -> bool:
+    """Whether two looks' findings describe the same discrepancy: same kind and subject and
+    the same values (for positions the same difference, for cash and equity a difference
+    within the cash tolerance). A shadow and an unverified order are the same absence."""
+    if _bucket(a) != _bucket(b):
+        return False
+    if a.kind in _ABSENT:
+        return a.local == b.local
+    da, db = a.data.get("difference"), b.data.get("difference")
+    if da is not None and db is not None:
+        if a.kind == "position_drift":
+            return bool(abs(da - db) <= QTY_TOLERANCE)
+        if a.kind in ("cash_drift", "equity_drift"):
+            tol = max(a.data.get("tolerance", CASH_TOLERANCE), b.data.get("tolerance", ZERO))
+            return bool(abs(da - db) <= tol)
+    return (a.local, a.broker, a.detail) == (b.local, b.broker, b.detail)
+
+
+def confirm(reports: Sequence[ReconcileReport]) -> ReconcileReport:
+    """The findings of the last look that every earlier look also found (the same
+    discrepancy); anything else was in flight and is only counted (``unconfirmed``). An
+    order one look proved a shadow (404) and another could not verify stays ``unverified``."""
+    if not reports:
+        raise ValueError("confirm needs at least one look")
+    last = reports[-1]
+    if len(reports) == 1:
+        return last
+    indexes = []
+    for r in reports[:-1]:
+        index: dict[tuple[str, str], list[Finding]] = {}
+        for f in r.findings:
+            index.setdefault(_bucket(f), []).append(f)
+        indexes.append(index)
+    kept: list[Finding] = []
+    for f in last.findings:
+        twins = [
+            next((g for g in index.get(_bucket(f), ()) if same_discrepancy(g, f)), None)
+            for index in indexes
+        ]
+        if any(t is None for t in twins):
+            continue
+        if f.kind in _ABSENT and any(t is not None and t.kind != f.kind for t in twins):
+            f = replace(
+                f,
+                kind="unverified",
+                broker="not listed",
+                action="run again",
+                detail="a lookup answered 404 in one look and failed in another",
+            )
+        kept.append(f)
+    distinct: list[Finding] = []
+    for r in reports:
+        for f in r.findings:
+            if not any(same_discrepancy(f, g) for g in distinct if _bucket(g) == _bucket(f)):
+                distinct.append(f)
+    unconfirmed = sum(1 for f in distinct if not any(same_discrepancy(f, k) for k in kept))
+    unchecked: list[str] = []
+    for r in reports:
+        unchecked += [u for u in r.unchecked if u not in unchecked]
+    return ReconcileReport(
+        reports[0].checked_at,
+        tuple(kept),
+        last.orders_checked,
+        last.broker_orders,
+        sum(r.lookups for r in reports),
+        looks=len(reports),
+        unconfirmed=unconfirmed,
+        in_flight=max(r.in_flight for r in reports),
+        unchecked=tuple(unchecked),
     )
 
 
@@ -538,8 +853,6 @@ def collect(
     makes that order ``unverified``: a network error, a timeout or a 429 never confirms a
     shadow; only ``NotFound`` does.
     """
-    from mqd_cli.brokers.errors import AuthFailed, BrokerCallError, NotFound
-
     now = clock.now()
     open_orders = broker.list_orders("open")
     closed = broker.list_orders("closed", after=now - lookback)
@@ -549,8 +862,16 @@ def collect(
     local = local_state(
         tracker, cash_baseline=cash_baseline, net_traded_baseline=net_traded_baseline
     )
+    lookups = look_up(broker, shadow_candidates(local, snapshot, now, grace))
+    return local, snapshot, lookups
+
+
+def look_up(broker: Broker, candidates: Iterable[LocalOrder]) -> dict[str, Lookup]:
+    """A targeted lookup of each candidate: found, not_found (only a 404) or error."""
+    from mqd_cli.brokers.errors import AuthFailed, BrokerCallError, NotFound
+
     lookups: dict[str, Lookup] = {}
-    for o in shadow_candidates(local, snapshot, now, grace):
+    for o in candidates:
         try:
             if o.broker_id:
                 report = broker.get_order(o.broker_id)
@@ -565,7 +886,233 @@ def collect(
             lookups[o.client_order_id] = Lookup(
                 o.client_order_id, "error", error=f"{type(exc).__name__}: {exc}"
             )
-    return local, snapshot, lookups
+    return lookups
+
+
+# -- looks beside a running loop (not pure) -------------------------------------------------------
+
+
+def broker_snapshot(
+    broker: Broker, clock: Clock, *, lookback: timedelta = DEFAULT_LOOKBACK
+) -> BrokerSnapshot:
+    """The broker's orders, listed between two readings of its positions and account, and
+    the open orders listed once more after the second reading.
+
+    A fill while the orders are listed shows in one reading and not the other, and the
+    listings may show its order before or after it; ``readings`` picks, per symbol, the one
+    the orders in flight agree with.
+    """
+    now = clock.now()
+    positions_before = tuple(broker.list_positions())
+    account_before = broker.get_account()
+    orders = tuple(broker.list_orders("open")) + tuple(
+        broker.list_orders("closed", after=now - lookback)
+    )
+    positions = tuple(broker.list_positions())
+    account = broker.get_account()
+    open_after = tuple(broker.list_orders("open"))
+    return BrokerSnapshot(
+        orders, positions, account, now, positions_before, account_before, open_after
+    )
+
+
+def read_local(
+    tracker: OrderTracker,
+    *,
+    cash_baseline: Decimal | None = None,
+    net_traded_baseline: Decimal | None = None,
+) -> LocalState:
+    """Our state from the store, consistent: orders, fills and positions of one moment.
+
+    The tracker reloads what other processes journaled. When the journal grew during that
+    read (a running loop writes every few milliseconds), the read is done again inside one
+    short write transaction: writers wait for it (a few milliseconds), so the tables are read
+    as of one moment.
+    """
+    store = tracker.store
+    if store is not None:
+        from mqd_cli.store import orders as q
+
+        before = q.last_event_id(store)
+        tracker.refresh()
+        if q.last_event_id(store) != before:
+            with store.write():
+                tracker.refresh()
+    return local_state(
+        tracker, cash_baseline=cash_baseline, net_traded_baseline=net_traded_baseline
+    )
+
+
+def journal_id(tracker: OrderTracker) -> int:
+    """The journal's last id (0 without a store)."""
+    if tracker.store is None:
+        return 0
+    from mqd_cli.store import orders as q
+
+    return q.last_event_id(tracker.store)
+
+
+def journaled_since(tracker: OrderTracker, after_id: int) -> list[tuple[int, str]]:
+    """(journal id, client_order_id) of the order events written after ``after_id``."""
+    if tracker.store is None:
+        return []
+    from mqd_cli.store import orders as q
+
+    return [
+        (int(e["id"]), e["client_order_id"])
+        for e in q.events(tracker.store, after_id=after_id)
+        if e["client_order_id"]
+    ]
+
+
+@dataclass(frozen=True)
+class Look:
+    """One reading of both sides: the broker first, our store after."""
+
+    local: LocalState
+    snapshot: BrokerSnapshot
+    lookups: Mapping[str, Lookup]
+    journal_from: int  # the journal's last id before the broker was read
+
+    def widened(self, events: Iterable[tuple[int, str]]) -> Look:
+        """The look with every order journaled after its start marked in flight."""
+        more = {cid for i, cid in events if i > self.journal_from}
+        if more <= self.local.in_flight:
+            return self
+        return replace(self, local=replace(self.local, in_flight=self.local.in_flight | more))
+
+    def report(self, grace: timedelta) -> ReconcileReport:
+        return diff(
+            self.local, self.snapshot, self.lookups, now=self.snapshot.taken_at, grace=grace
+        )
+
+
+def take_look(
+    tracker: OrderTracker,
+    broker: Broker,
+    clock: Clock,
+    *,
+    lookback: timedelta = DEFAULT_LOOKBACK,
+    grace: timedelta = DEFAULT_GRACE,
+    cash_baseline: Decimal | None = None,
+    net_traded_baseline: Decimal | None = None,
+) -> Look:
+    """Read the broker, then our store, then look up each shadow candidate.
+
+    Orders journaled after the broker reading began are in flight. A failing listing raises
+    (exit 3); a failing lookup only makes that order ``unverified``.
+    """
+    start = journal_id(tracker)
+    snapshot = broker_snapshot(broker, clock, lookback=lookback)
+    local = read_local(
+        tracker, cash_baseline=cash_baseline, net_traded_baseline=net_traded_baseline
+    )
+    look = Look(local, snapshot, {}, start).widened(journaled_since(tracker, start))
+    lookups = look_up(broker, shadow_candidates(look.local, snapshot, snapshot.taken_at, grace))
+    return replace(look, lookups=lookups)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``check`` saw: the confirmed report and each look with its own report."""
+
+    report: ReconcileReport
+    looks: tuple[Look, ...]
+    reports: tuple[ReconcileReport, ...]
+
+    def baseline(self, applied_net: Decimal = ZERO) -> tuple[Decimal, Decimal] | None:
+        """(broker cash, our net traded) of one moment, the next run's cash baseline: the
+        last look's cash with our net traded as of that reading (orders in flight at the
+        broker's figure, plus what ``--apply`` added since). None when that look could not
+        judge the cash (trading while it was read): the previous baseline stays in use."""
+        look = self.looks[-1]
+        if look.local.net_traded is None:
+            return None
+        found = [lk.report for lk in look.lookups.values() if lk.report is not None]
+        by_cid, by_id = index_broker_orders((*look.snapshot.orders, *found))
+        _, cash_adjust = in_flight_adjustment(look.local, by_cid, by_id)
+        cash = readings(look.local, look.snapshot, by_cid, by_id).cash
+        if cash is None or cash_adjust is None:
+            return None
+        return cash, look.local.net_traded + cash_adjust + applied_net
+
+
+def check(
+    tracker: OrderTracker,
+    broker: Broker,
+    clock: Clock,
+    *,
+    lookback: timedelta = DEFAULT_LOOKBACK,
+    grace: timedelta = DEFAULT_GRACE,
+    cash_baseline: Decimal | None = None,
+    net_traded_baseline: Decimal | None = None,
+    looks: int = DEFAULT_LOOKS,
+    pause: timedelta = DEFAULT_CONFIRM_PAUSE,
+) -> Checked:
+    """Reconcile beside a running loop: look, and while findings remain, pause and look
+    again (at most ``looks`` looks, ``pause`` apart on ``clock``); report only what every
+    look found. A first look in sync ends at once. Orders journaled after any look began are
+    in flight for that look; before findings are reported, one more pause lets the journal
+    catch up with the last look (what the stream delivers late is in flight too).
+    """
+    looks = max(1, min(int(looks), MAX_LOOKS))
+    wait = min(max(pause, timedelta(0)), MAX_CONFIRM_PAUSE).total_seconds()
+    taken: list[Look] = []
+    reports: list[ReconcileReport] = []
+    report: ReconcileReport | None = None
+    for n in range(looks):
+        if n:
+            clock.sleep(wait)
+        taken.append(
+            take_look(
+                tracker,
+                broker,
+                clock,
+                lookback=lookback,
+                grace=grace,
+                cash_baseline=cash_baseline,
+                net_traded_baseline=net_traded_baseline,
+            )
+        )
+        events = journaled_since(tracker, taken[0].journal_from)
+        taken = [look.widened(events) for look in taken]
+        reports = [look.report(grace) for look in taken]
+        report = confirm(reports)
+        if not report.findings:
+            break
+    assert report is not None
+    if report.findings and looks > 1:
+        clock.sleep(wait)
+        events = journaled_since(tracker, taken[0].journal_from)
+        taken = [look.widened(events) for look in taken]
+        reports = [look.report(grace) for look in taken]
+        report = confirm(reports)
+    return Checked(report, tuple(taken), tuple(reports))
+
+
+def apply_confirmed(
+    tracker: OrderTracker,
+    broker: Broker | None,
+    checked: Checked,
+    *,
+    apply: bool,
+    cancel_orphans: bool,
+) -> tuple[list[Action], Decimal]:
+    """``apply_findings`` on the confirmed findings, after reloading what the running loop
+    journaled since the last look began; a finding about an order journaled since then is
+    left alone (it is in flight again). Returns the actions and the cash our net traded
+    moved by them (for the baseline)."""
+    look = checked.looks[-1]
+    read_local(tracker)
+    moved = {cid for _, cid in journaled_since(tracker, look.journal_from)}
+    report = checked.report
+    if moved:
+        report = replace(
+            report, findings=tuple(f for f in report.findings if f.subject not in moved)
+        )
+    before = tracker.net_traded()
+    actions = apply_findings(tracker, broker, report, apply=apply, cancel_orphans=cancel_orphans)
+    return actions, tracker.net_traded() - before
 
 
 @dataclass(frozen=True)
@@ -592,13 +1139,13 @@ def apply_findings(
         report_ = f.data.get("report")
         if apply and f.kind == "orphan" and f.local == "unknown" and report_ is not None:
             res = tracker.adopt(report_)
+            adopted = tracker.order(res.client_order_id) if res.client_order_id else None
             actions.append(
                 Action(
                     "adopt",
                     f.subject,
-                    f"tracked as external, {fmt(res.status)}"
-                    f", filled {fmt(tracker.order(res.client_order_id).filled_qty)}"
-                    if res.client_order_id and tracker.order(res.client_order_id)
+                    f"tracked as external, {fmt(res.status)}, filled {fmt(adopted.filled_qty)}"
+                    if adopted is not None
                     else "tracked as external",
                 )
             )
@@ -672,6 +1219,10 @@ def report_doc(report: ReconcileReport, actions: Sequence[Action] = ()) -> dict[
         "orders_checked": report.orders_checked,
         "broker_orders": report.broker_orders,
         "lookups": report.lookups,
+        "looks": report.looks,
+        "in_flight": report.in_flight,
+        "unconfirmed": report.unconfirmed,
+        "unchecked": list(report.unchecked),
         "findings": [finding_doc(f) for f in report.findings],
         "actions": [action_doc(a) for a in actions],
     }

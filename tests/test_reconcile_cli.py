@@ -9,6 +9,7 @@ from decimal import Decimal
 from orders_support import intent
 
 from mqd_cli.clock import BacktestClock
+from mqd_cli.errors import ExitCode
 from mqd_cli.model import OrderIntent, OrderType, Side
 from mqd_cli.orders import OrderTracker
 from mqd_cli.store import Store
@@ -94,3 +95,48 @@ def test_orphan_at_the_emulator_is_found_adopted_and_then_in_sync(
     assert t.order("by-hand").external
     out = mqd("reconcile", "--config", cfg, "--cancel-orphans", "--json")
     assert out.json["actions"] == []
+
+
+def test_confirmation_options_are_checked(mqd):
+    assert "--looks" in mqd("reconcile", "--looks", "0", expect=2).stderr
+    assert "--confirm-pause" in mqd("reconcile", "--confirm-pause", "31s", expect=2).stderr
+    assert "--confirm-pause" in mqd("reconcile", "--confirm-pause", "soon", expect=2).stderr
+
+
+def test_a_shadow_is_confirmed_by_a_second_look(mqd, tmp_path):
+    store = Store.open(tmp_path / "mqd.db")
+    cid = OrderTracker(store, BacktestClock(LONG_AGO), strategy="sma_cross").start(intent())
+    store.close()
+    out = mqd("reconcile", "--json", "--confirm-pause", "0s", expect=1)
+    assert [(f["kind"], f["subject"]) for f in out.json["findings"]] == [
+        ("shadow", cid.client_order_id)
+    ]
+    assert out.json["looks"] == 2 and out.json["unconfirmed"] == 0
+    out = mqd("reconcile", "--json", "--looks", "1", expect=1)
+    assert out.json["looks"] == 1
+
+
+def test_in_sync_takes_one_look_and_says_what_it_could_not_check(mqd):
+    out = mqd("reconcile", "--json")
+    assert out.json["looks"] == 1 and out.json["in_flight"] == 0
+    assert out.json["unchecked"] == [] and out.json["unconfirmed"] == 0
+
+
+def test_an_internal_error_never_exits_1(mqd, monkeypatch):
+    import sqlite3
+
+    from mqd_cli import reconcile as rc
+
+    def bug(*a, **kw):
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(rc, "check", bug)
+    out = mqd("reconcile", "--json", expect=int(ExitCode.INTERNAL))
+    assert "internal error: ZeroDivisionError: bug" in out.stderr and out.stdout == ""
+
+    def locked(*a, **kw):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(rc, "check", locked)
+    out = mqd("reconcile", expect=4)
+    assert "database is locked" in out.stderr
