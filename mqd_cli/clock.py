@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import asyncio
@@ -288,6 +288,11 @@ class BrokerTimeClock(RealTimeClock):
 
     def set_offset(self, offset: timedelta) -> None:
         self.offset = offset
+
+    def sync(self, broker: Any) -> None:
+        """Shift to ``broker.get_clock()``'s time (one request; its errors propagate)."""
+        report = broker.get_clock()
+        self.offset += report.timestamp - self.now()
 
     def now(self) -> datetime:
         return self.base.now() + self.offset

@@ -417,12 +417,9 @@ class LiveSession:
             return
         self._offset_at = self.clock.monotonic()
         try:
-            report = self.broker.get_clock()
+            self.clock.sync(self.broker)
         except BrokerError as exc:
             log.warning("run: broker clock unavailable (%s); keeping the last offset", exc)
-            return
-        clock = self.clock
-        clock.set_offset(clock.offset + (report.timestamp - clock.now()))
 
     def market_now(self) -> datetime:
         return self.clock.now()

@@ -157,6 +157,7 @@ def _reconcile(
     from decimal import Decimal
 
     from mqd_cli import reconcile as rc
+    from mqd_cli.clock import BrokerTimeClock
     from mqd_cli.store import orders as q
 
     with cli(config, json_out, verbose) as c:
@@ -172,10 +173,14 @@ def _reconcile(
         started = clock.now()
         try:
             broker = services.broker
+            # Orders, lookbacks and grace periods are in the broker's time, which a rehearsal
+            # emulator may shift far from ours (`mqd sim serve --start ... --speed 60`).
+            broker_clock = BrokerTimeClock(clock)
+            broker_clock.sync(broker)
             checked = rc.check(
                 tracker,
                 broker,
-                clock,
+                broker_clock,
                 lookback=lookback,
                 grace=grace,
                 cash_baseline=cash_baseline,
