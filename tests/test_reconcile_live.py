@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from test_run_kill import PING_PONG
+from test_run_kill import PING_PONG, run_config, run_env
 
 from mqd_cli.config import SimSettings
 
@@ -58,44 +56,12 @@ class Trading:
         )
 
 
-def _env(home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "PYTHONPATH": str(ROOT),
-    }
-
-
 @contextlib.contextmanager
 def trading(srv, tmp_path: Path, home: Path, mqd) -> Iterator[Trading]:
     """A real `mqd run` ping-ponging AAPL against ``srv`` until the block ends."""
-    (tmp_path / "pingpong.py").write_text(PING_PONG)
-    cfg = tmp_path / "live.toml"
-    cfg.write_text(
-        srv.config_toml()
-        + textwrap.dedent(f"""
-        [store]
-        path = "{tmp_path / "mqd.db"}"
-        [strategy]
-        name = "{tmp_path / "pingpong.py"}:PingPong"
-        symbols = ["AAPL"]
-        [run]
-        warmup_bars = 0
-        poll_interval = "50ms"
-        [throttle.limits.alpaca_trading]
-        limit = 100000
-        [protections.stoploss_guard]
-        enabled = false
-        [protections.cooldown]
-        enabled = false
-        [protections.max_drawdown]
-        enabled = false
-        """)
-    )
+    cfg = run_config(srv, tmp_path, PING_PONG, "PingPong")
     mqd("symbols", "sync", "--config", cfg)
-    env = _env(home)
+    env = run_env(home)
     log = tmp_path / "run.jsonl"
     with log.open("w") as out, (tmp_path / "run.err").open("w") as err:
         proc = subprocess.Popen(

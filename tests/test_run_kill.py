@@ -43,14 +43,55 @@ class PingPong(BaseStrategy):
 """
 
 
-def spawn(cfg: Path, home: Path, *args: str) -> subprocess.Popen:
-    env = {
+def run_env(home: Path) -> dict[str, str]:
+    """The environment of an `mqd run` subprocess with ``home`` as its user's home."""
+    return {
         **os.environ,
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "PYTHONPATH": str(ROOT),
     }
+
+
+def run_config(srv, tmp_path: Path, code: str, cls: str, *, run: str = "") -> Path:
+    """A config running strategy ``cls`` (source ``code``) on AAPL against the emulator
+    ``srv``: a fast loop, a 1 s stream lease, no throttle or protections in the way. ``run``
+    adds lines to ``[run]``."""
+    strategy = tmp_path / f"{cls.lower()}.py"
+    strategy.write_text(code)
+    cfg = tmp_path / f"{cls.lower()}.toml"
+    cfg.write_text(
+        srv.config_toml()
+        + textwrap.dedent(f"""
+        [store]
+        path = "{tmp_path / "mqd.db"}"
+        [strategy]
+        name = "{strategy}:{cls}"
+        symbols = ["AAPL"]
+        [run]
+        warmup_bars = 0
+        poll_interval = "50ms"
+        """)
+        + textwrap.dedent(run)
+        + textwrap.dedent("""
+        [stream]
+        lease_ttl = "1s"
+        [throttle.limits.alpaca_trading]
+        limit = 100000
+        [protections.stoploss_guard]
+        enabled = false
+        [protections.cooldown]
+        enabled = false
+        [protections.max_drawdown]
+        enabled = false
+        """)
+    )
+    return cfg
+
+
+def spawn(cfg: Path, home: Path, *args: str) -> subprocess.Popen:
+    env = run_env(home)
     return subprocess.Popen(
         [sys.executable, "-m", "mqd_cli", "run", "--config", str(cfg), "--json", *args],
         cwd=ROOT,
@@ -76,31 +117,7 @@ def test_kill_9_at_random_moments_then_restart_doubles_nothing_and_loses_nothing
     emulator, tmp_path, isolated_env, mqd
 ):
     srv = emulator(sim=SimSettings(partial_fill_probability=0.0))
-    (tmp_path / "pingpong.py").write_text(PING_PONG)
-    cfg = tmp_path / "kill.toml"
-    cfg.write_text(
-        srv.config_toml()
-        + textwrap.dedent(f"""
-        [store]
-        path = "{tmp_path / "mqd.db"}"
-        [strategy]
-        name = "{tmp_path / "pingpong.py"}:PingPong"
-        symbols = ["AAPL"]
-        [run]
-        warmup_bars = 0
-        poll_interval = "50ms"
-        [stream]
-        lease_ttl = "1s"
-        [throttle.limits.alpaca_trading]
-        limit = 100000
-        [protections.stoploss_guard]
-        enabled = false
-        [protections.cooldown]
-        enabled = false
-        [protections.max_drawdown]
-        enabled = false
-        """)
-    )
+    cfg = run_config(srv, tmp_path, PING_PONG, "PingPong")
     mqd("symbols", "sync", "--config", cfg)
     rng = random.Random(20260105)
     for _ in range(3):

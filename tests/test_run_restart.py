@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import signal
-import textwrap
 import time
 from decimal import Decimal
 
 import pytest
-from test_run_kill import spawn, wait_for
+from test_run_kill import run_config, spawn, wait_for
 
 from mqd_cli.config import SimSettings
 
@@ -33,37 +32,13 @@ class BuyOnce(BaseStrategy):
 """
 
 
-def _config(srv, tmp_path) -> object:
-    (tmp_path / "buyonce.py").write_text(BUY_ONCE)
-    cfg = tmp_path / "restart.toml"
-    cfg.write_text(
-        srv.config_toml()
-        + textwrap.dedent(f"""
-        [store]
-        path = "{tmp_path / "mqd.db"}"
-        [strategy]
-        name = "{tmp_path / "buyonce.py"}:BuyOnce"
-        symbols = ["AAPL"]
-        [run]
-        warmup_bars = 0
-        poll_interval = "50ms"
-        cancel_on_exit = false
-        [stream]
-        lease_ttl = "1s"
-        [throttle.limits.alpaca_trading]
-        limit = 100000
-        """)
-    )
-    return cfg
-
-
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_restart_after_an_order_completed_while_down_applies_it_with_a_time_shifted_broker(
     emulator, tmp_path, isolated_env, mqd, stop
 ):
     # One share per simulated minute; the broker's clock runs 60x from 2026-01-05 09:35 ET.
     srv = emulator(speed=60.0, sim=SimSettings(partial_fill_probability=0.0, liquidity=Decimal(1)))
-    cfg = _config(srv, tmp_path)
+    cfg = run_config(srv, tmp_path, BUY_ONCE, "BuyOnce", run="cancel_on_exit = false\n")
     mqd("symbols", "sync", "--config", cfg)
     proc = spawn(cfg, isolated_env)
     try:
