@@ -202,7 +202,11 @@ def test_torture_kill_9_and_faults_double_nothing_and_lose_nothing(tmp_path, mod
     report = torture.render([r])
     assert not r["aborted"], report
     assert r["kills"] >= 1 and r["restarts"] >= 1, report
-    assert r["broker_orders"] >= 6 and r["partially_filled_orders"] >= 1, report
+    assert r["broker_orders"] >= 6, report
+    # Orders whose executions were stored in parts. In the short realtime case most orders
+    # are recovered whole by a restart's reconcile or a gap fill (one synthetic row), so only
+    # the shifted case, with its 50 orders, is sure to show one.
+    assert mode == "realtime" or r["partially_filled_orders"] >= 1, report
     assert r["doubled"] == 0, report
     assert r["lost"] == 0, report
     assert r["over_reported"] == 0, report
