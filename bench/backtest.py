@@ -25,11 +25,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mqd_cli.backtest import build_broker, run_backtest, sim_bars  # noqa: E402
+from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN  # noqa: E402
 from mqd_cli.clock import BacktestClock  # noqa: E402
-from mqd_cli.config import Settings  # noqa: E402
-from mqd_cli.prices import DEFAULT_ORIGIN  # noqa: E402
+from mqd_cli.config.settings import Settings  # noqa: E402
 from mqd_cli.strategies.sma_cross import SmaCross  # noqa: E402
+from mqd_cli.trading.backtest import (
+    build_broker,  # noqa: E402
+    run_backtest,
+    sim_bars,
+)
 
 FAST, SLOW = 10, 30
 SYMBOL = "AAPL"

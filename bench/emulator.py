@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mqd_cli.brokers.alpaca import AlpacaBroker  # noqa: E402
-from mqd_cli.config import AlpacaSettings, Secret  # noqa: E402
+from mqd_cli.config.fields import Secret
+from mqd_cli.config.settings import AlpacaSettings  # noqa: E402
 from mqd_cli.model import OrderIntent, OrderStatus, Side  # noqa: E402
 
 ORDERS = 300

@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mqd_cli import reconcile as rc  # noqa: E402
 from mqd_cli.clock import BacktestClock  # noqa: E402
 from mqd_cli.model import (  # noqa: E402
     OrderReport,
@@ -39,7 +38,9 @@ from mqd_cli.model import (  # noqa: E402
     TradeEvent,
     TradeUpdate,
 )
-from mqd_cli.orders import OrderTracker  # noqa: E402
+from mqd_cli.orders.tracker import OrderTracker  # noqa: E402
+from mqd_cli.reconcile import diff as rc_diff
+from mqd_cli.reconcile import model as rc_model
 from mqd_cli.store import Store  # noqa: E402
 
 T0 = datetime(2026, 9, 16, 14, 0, tzinfo=UTC)
@@ -169,7 +170,7 @@ def bench_reconcile(n: int) -> tuple[float, int]:
         status = OrderStatus.NEW if i % 3 else OrderStatus.FILLED
         filled = Decimal(0) if i % 3 else Decimal(100)
         local.append(
-            rc.LocalOrder(
+            rc_model.LocalOrder(
                 f"c-{i}",
                 f"id-{i}",
                 f"S{i % 50}",
@@ -198,15 +199,17 @@ def bench_reconcile(n: int) -> tuple[float, int]:
             )
         )
     lookups = {
-        f"c-{i}": rc.Lookup(f"c-{i}", "found", broker[i - 1]) for i in range(n) if i % 100 == 1
+        f"c-{i}": rc_model.Lookup(f"c-{i}", "found", broker[i - 1])
+        for i in range(n)
+        if i % 100 == 1
     }
-    state = rc.LocalState(tuple(local), {})
-    snap = rc.BrokerSnapshot(tuple(broker), (), None, now)
+    state = rc_model.LocalState(tuple(local), {})
+    snap = rc_model.BrokerSnapshot(tuple(broker), (), None, now)
     times = []
     findings = 0
     for _ in range(REPEATS):
         start = time.perf_counter()
-        report = rc.diff(state, snap, lookups, now=now)
+        report = rc_diff.diff(state, snap, lookups, now=now)
         times.append(time.perf_counter() - start)
         findings = len(report.findings)
     return statistics.median(times), findings

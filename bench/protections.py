@@ -18,11 +18,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import Settings
+from mqd_cli.config.settings import Settings
+from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.protections.manager import ProtectionManager
 from mqd_cli.store import Store
 from mqd_cli.store.trades import insert_closed_trade
-from mqd_cli.trades import ClosedTrade
 
 T0 = datetime(2026, 1, 6, 15, 0, tzinfo=UTC)
 

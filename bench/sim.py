@@ -17,12 +17,12 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-from mqd_cli.brokers.sim import SimBroker
-from mqd_cli.brokers.sim_assets import generate_universe
+from mqd_cli.brokers.sim.assets import generate_universe
+from mqd_cli.brokers.sim.broker import SimBroker
+from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN, SyntheticPrices
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 from mqd_cli.model import OrderIntent, OrderType, Side, TimeInForce
-from mqd_cli.prices import DEFAULT_ORIGIN, SyntheticPrices
 
 
 def orders_per_second(n: int = 2_000) -> float:

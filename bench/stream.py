@@ -51,7 +51,8 @@ def exchange_main(rate: float, orders: int, drop_every: int) -> None:
 
     import httpx
 
-    from mqd_cli.simserver import EmulatorConfig, EmulatorServer, Faults
+    from mqd_cli.emulator.server import EmulatorServer
+    from mqd_cli.emulator.settings import EmulatorConfig, Faults
 
     config = EmulatorConfig(
         start=datetime.fromisoformat(MARKET_OPEN),
@@ -214,10 +215,11 @@ class Exchange:
 def client(urls: dict, db: Path):
     from mqd_cli.brokers.alpaca import AlpacaBroker
     from mqd_cli.clock import RealTimeClock
-    from mqd_cli.config import AlpacaSettings, Secret
-    from mqd_cli.orders import OrderTracker
+    from mqd_cli.config.fields import Secret
+    from mqd_cli.config.settings import AlpacaSettings
+    from mqd_cli.orders.tracker import OrderTracker
     from mqd_cli.store import Store
-    from mqd_cli.stream import StreamOptions, UserStreamTracker
+    from mqd_cli.stream.client import StreamOptions, UserStreamTracker
 
     settings = AlpacaSettings(
         base_url=urls["base_url"],

@@ -31,15 +31,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mqd_cli.brokers.sim import SimBroker  # noqa: E402
-from mqd_cli.brokers.sim_assets import generate_universe  # noqa: E402
+from mqd_cli.brokers.sim.assets import generate_universe  # noqa: E402
+from mqd_cli.brokers.sim.broker import SimBroker  # noqa: E402
 from mqd_cli.clock import BacktestClock  # noqa: E402
-from mqd_cli.config import SimSettings, loads  # noqa: E402
+from mqd_cli.config.loading import loads
+from mqd_cli.config.settings import SimSettings  # noqa: E402
+from mqd_cli.emulator.server import EmulatorServer
+from mqd_cli.emulator.settings import EmulatorConfig  # noqa: E402
 from mqd_cli.factory import Services  # noqa: E402
 from mqd_cli.model import OrderIntent, OrderType, Side, TimeInForce  # noqa: E402
-from mqd_cli.simserver import EmulatorConfig, EmulatorServer  # noqa: E402
 from mqd_cli.store import Store  # noqa: E402
-from mqd_cli.symbols import SymbolBook, sync  # noqa: E402
+from mqd_cli.symbols.book import SymbolBook  # noqa: E402
+from mqd_cli.symbols.sync import sync
 
 T0 = datetime(2026, 1, 5, 14, 35, tzinfo=UTC)
 

@@ -50,7 +50,7 @@ def root(
 def _report(exc: MqdError, verbose: bool) -> None:
     import traceback
 
-    from mqd_cli.config import redact
+    from mqd_cli.config.loading import redact
 
     if verbose:
         sys.stderr.write(redact(traceback.format_exc()))

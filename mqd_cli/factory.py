@@ -12,12 +12,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mqd_cli.config import LoadedConfig, Settings, load, store_path
+from mqd_cli.config.loading import LoadedConfig, load, store_path
+from mqd_cli.config.settings import Settings
 
 if TYPE_CHECKING:
     from mqd_cli.clock import Clock
     from mqd_cli.store import Store
-    from mqd_cli.symbols import SymbolBook
+    from mqd_cli.symbols.book import SymbolBook
 
 
 class Services:
@@ -82,14 +83,14 @@ class Services:
     @cached_property
     def symbols(self) -> SymbolBook:
         """Symbol properties over the store (cache loaded on first lookup)."""
-        from mqd_cli.symbols import SymbolBook
+        from mqd_cli.symbols.book import SymbolBook
 
         return SymbolBook(self.store, self.clock, stale_after=self.settings.symbols.stale_after)
 
     @cached_property
     def tracker(self):
         """OrderTracker restored from the store's journal (strategy from [strategy] name)."""
-        from mqd_cli.orders import OrderTracker
+        from mqd_cli.orders.tracker import OrderTracker
 
         return OrderTracker.restore(self.store, self.clock, strategy=self.settings.strategy.name)
 
@@ -101,7 +102,7 @@ class Services:
             from mqd_cli.brokers import alpaca
 
             return alpaca.build(self)
-        from mqd_cli.brokers.sim import SimBroker
+        from mqd_cli.brokers.sim.broker import SimBroker
 
         return SimBroker(self.settings.sim, self.clock)
 
@@ -109,7 +110,7 @@ class Services:
     def user_stream(self):
         """UserStreamTracker over [alpaca] with [stream] timing, feeding ``tracker`` and
         gap-filling through ``broker``; UsageError with broker = "sim" (no websocket)."""
-        from mqd_cli.stream import build
+        from mqd_cli.stream.client import build
 
         return build(self)
 

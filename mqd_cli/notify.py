@@ -23,7 +23,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mqd_cli.config import DiscordSettings, redact
+from mqd_cli.config.loading import redact
+from mqd_cli.config.settings import DiscordSettings
 
 if TYPE_CHECKING:
     import httpx

@@ -72,7 +72,8 @@ class RunningEmulator:
         return self._post("/_sim/reset")
 
     def alpaca_settings(self, **overrides: Any):
-        from mqd_cli.config import AlpacaSettings, Secret
+        from mqd_cli.config.fields import Secret
+        from mqd_cli.config.settings import AlpacaSettings
 
         values = {
             "base_url": self.base_url,
@@ -97,7 +98,8 @@ class RunningEmulator:
 
 def start_emulator(**options: Any) -> Any:
     """Start an ``EmulatorServer``; ``options`` are EmulatorConfig or Faults field names."""
-    from mqd_cli.simserver import EmulatorConfig, EmulatorServer, Faults
+    from mqd_cli.emulator.server import EmulatorServer
+    from mqd_cli.emulator.settings import EmulatorConfig, Faults
 
     fault_names = {f.name for f in dataclasses.fields(Faults)}
     faults = Faults(**{k: v for k, v in options.items() if k in fault_names})

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from mqd_cli.brokers.sim import SimBroker
+from mqd_cli.brokers.sim.broker import SimBroker
+from mqd_cli.brokers.sim.prices import CsvPrices, SyntheticPrices
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 from mqd_cli.model import Bar, OrderIntent, OrderType, Side, TimeInForce, TradeUpdate
-from mqd_cli.prices import CsvPrices, SyntheticPrices
 
 T0 = datetime(2026, 1, 5, 14, 35, tzinfo=UTC)  # Monday 09:35 New York
 MINUTE = timedelta(minutes=1)

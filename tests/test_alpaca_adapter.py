@@ -24,7 +24,8 @@ from mqd_cli.brokers.errors import (
     OrderRejected,
     RateLimited,
 )
-from mqd_cli.config import AlpacaSettings, Secret
+from mqd_cli.config.fields import Secret
+from mqd_cli.config.settings import AlpacaSettings
 from mqd_cli.model import OrderIntent, OrderStatus, OrderType, Side, TimeInForce
 from tests.contract_broker import CONTRACT, Harness
 
@@ -343,7 +344,7 @@ def test_alpaca_py_is_imported_lazily():
     import sys
 
     code = (
-        "import sys, mqd_cli.brokers.alpaca, mqd_cli.simserver; "
+        "import sys, mqd_cli.brokers.alpaca, mqd_cli.emulator.server; "
         "print('alpaca' in sys.modules, 'starlette' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from mqd_cli.backtest import _lock_seconds, run_backtest
-from mqd_cli.config import Settings, loads
-from mqd_cli.prices import DEFAULT_ORIGIN
+from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN
+from mqd_cli.config.loading import loads
+from mqd_cli.config.settings import Settings
+from mqd_cli.trading.backtest import _lock_seconds, run_backtest
 
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 DEMO = """
@@ -68,7 +69,7 @@ def test_max_drawdown_is_the_decimal_ratio_of_the_deepest_fall_below_the_peak():
 
 
 def test_letting_go_of_finished_orders_leaves_the_report_unchanged(monkeypatch):
-    import mqd_cli.backtest as backtest
+    import mqd_cli.trading.backtest as backtest
 
     s = loads(DEMO).settings
     end = START + timedelta(hours=8)

@@ -175,7 +175,7 @@ def test_the_boundary_scrubs_secrets_from_error_messages_and_tracebacks(monkeypa
 def test_config_init_writes_a_commented_file_to_the_user_config_dir_and_refuses_overwrite(
     mqd, monkeypatch
 ):
-    from mqd_cli.config import default_config_path, loads
+    from mqd_cli.config.loading import default_config_path, loads
 
     monkeypatch.delenv("MQD_CONFIG")
     target = default_config_path()
@@ -224,7 +224,7 @@ def test_config_show_reports_values_and_their_sources(mqd, config_file, monkeypa
 
 
 def test_config_discovery_order_on_the_command_line(mqd, config_file, monkeypatch):
-    from mqd_cli.config import default_config_path
+    from mqd_cli.config.loading import default_config_path
 
     user = default_config_path()
     user.parent.mkdir(parents=True, exist_ok=True)

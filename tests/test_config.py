@@ -16,8 +16,12 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqd_cli import config as cfg
-from mqd_cli.config import ConfigError, Secret, Settings, loads, parse_duration
+from mqd_cli import durations
+from mqd_cli.config import loading as cfg_loading
+from mqd_cli.config.fields import Secret
+from mqd_cli.config.loading import ConfigError, loads
+from mqd_cli.config.settings import Settings
+from mqd_cli.durations import parse_duration
 from mqd_cli.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +82,7 @@ def test_parse_duration_rejects_anything_without_a_known_unit(text):
 @given(st.integers(min_value=0, max_value=10**7), st.sampled_from(["ms", "s", "m", "h", "d"]))
 def test_format_duration_round_trips_through_parse(n, unit):
     td = parse_duration(f"{n}{unit}")
-    assert parse_duration(cfg.format_duration(td)) == td
+    assert parse_duration(durations.format_duration(td)) == td
 
 
 # -- the defaults and the example file ------------------------------------------------------------
@@ -115,7 +119,7 @@ def test_config_example_toml_loads_and_mentions_every_schema_key():
 
 
 def test_rendered_starting_config_loads_to_the_defaults_and_documents_every_key():
-    text = cfg.render_commented()
+    text = cfg_loading.render_commented()
     assert loads(text).settings == Settings()
     lines = text.splitlines()
     for dotted, _tp, meta in schema_leaves():
@@ -213,7 +217,7 @@ def test_toml_syntax_error_names_file_line_and_column(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text('broker = "sim"\n[risk\nmax_open_orders = 3\n', encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        cfg.load(path)
+        cfg_loading.load(path)
     (p,) = info.value.problems
     assert str(path) in p
     assert "TOML syntax error" in p
@@ -222,7 +226,7 @@ def test_toml_syntax_error_names_file_line_and_column(tmp_path):
 
 def test_missing_config_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        cfg.load(tmp_path / "nope.toml")
+        cfg_loading.load(tmp_path / "nope.toml")
 
 
 def test_every_problem_is_reported_at_once_one_line_each(tmp_path):
@@ -235,7 +239,7 @@ def test_every_problem_is_reported_at_once_one_line_each(tmp_path):
         encoding="utf-8",
     )
     with pytest.raises(ConfigError) as info:
-        cfg.load(path)
+        cfg_loading.load(path)
     problems = info.value.problems
     assert len(problems) == 5
     assert all("\n" not in p and p.startswith(f"{path}: ") for p in problems)
@@ -275,7 +279,7 @@ def _bad_values(tp: Any) -> st.SearchStrategy:
             st.integers(),
             st.booleans(),
             st.floats(allow_nan=False),
-            _text.filter(lambda s: not cfg._DURATION_RE.match(s)),
+            _text.filter(lambda s: not durations._DURATION_RE.match(s)),
         )
     if tp in (str, Secret):
         return _not_str
@@ -404,35 +408,35 @@ def test_redact_scrubs_env_and_literal_secrets(monkeypatch):
     monkeypatch.setenv("APCA_API_SECRET_KEY", "sk-ENVSECRET-4242")
     loads('[alpaca]\nkey_id = "PKLIT-REDACT-1"\n')
     text = "boom sk-ENVSECRET-4242 and PKLIT-REDACT-1 here"
-    assert cfg.redact(text) == "boom *** and *** here"
+    assert cfg_loading.redact(text) == "boom *** and *** here"
 
 
 def test_to_toml_value_writes_only_env_references_for_secrets():
     s = loads('[alpaca]\nkey_id = "PKLIT-NOT-WRITTEN"\n').settings
-    assert cfg.to_toml_value(s.alpaca.key_id) == ""
-    assert cfg.to_toml_value(Settings().alpaca.key_id) == "env:APCA_API_KEY_ID"
+    assert cfg_loading.to_toml_value(s.alpaca.key_id) == ""
+    assert cfg_loading.to_toml_value(Settings().alpaca.key_id) == "env:APCA_API_KEY_ID"
 
 
 # -- discovery ----------------------------------------------------------------------------------
 
 
 def test_discovery_prefers_cli_path_then_env_then_user_config_dir(tmp_path, monkeypatch):
-    user = cfg.default_config_path()
+    user = cfg_loading.default_config_path()
     user.parent.mkdir(parents=True)
     user.write_text('broker = "sim"\n')
     env_file = tmp_path / "env.toml"
     env_file.write_text("")
     cli_file = tmp_path / "cli.toml"
     cli_file.write_text("")
-    assert cfg.discover(None) == (user, "user config dir")
+    assert cfg_loading.discover(None) == (user, "user config dir")
     monkeypatch.setenv("MQD_CONFIG", str(env_file))
-    assert cfg.discover(None) == (env_file, "$MQD_CONFIG")
-    assert cfg.discover(cli_file) == (cli_file, "--config")
+    assert cfg_loading.discover(None) == (env_file, "$MQD_CONFIG")
+    assert cfg_loading.discover(cli_file) == (cli_file, "--config")
 
 
 def test_no_config_anywhere_means_built_in_defaults():
-    assert cfg.discover(None) == (None, "defaults")
-    loaded = cfg.load(None)
+    assert cfg_loading.discover(None) == (None, "defaults")
+    loaded = cfg_loading.load(None)
     assert loaded.path is None and loaded.origin == "defaults"
     assert loaded.settings == Settings()
 
@@ -440,7 +444,7 @@ def test_no_config_anywhere_means_built_in_defaults():
 def test_mqd_config_pointing_at_a_missing_file_is_an_error_not_the_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("MQD_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match=r"from \$MQD_CONFIG\) does not exist"):
-        cfg.load(None)
+        cfg_loading.load(None)
 
 
 def test_sources_distinguish_file_env_and_default():

@@ -9,17 +9,19 @@ from decimal import Decimal
 
 import pytest
 
-from mqd_cli.brokers.sim import SimBroker
+from mqd_cli.brokers.sim.broker import SimBroker
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import Settings, loads
-from mqd_cli.engine import Engine
+from mqd_cli.config.loading import loads
+from mqd_cli.config.settings import Settings
 from mqd_cli.model import Bar, OrderIntent, OrderType, Side
-from mqd_cli.orders import OrderTracker
+from mqd_cli.orders.tracker import OrderTracker
 from mqd_cli.protections.manager import ProtectionManager
-from mqd_cli.risk import RiskGate
 from mqd_cli.store import Store
 from mqd_cli.strategies.base import BaseStrategy
-from mqd_cli.symbols import SymbolBook, sync
+from mqd_cli.symbols.book import SymbolBook
+from mqd_cli.symbols.sync import sync
+from mqd_cli.trading.engine import Engine
+from mqd_cli.trading.risk import RiskGate
 
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 D = Decimal

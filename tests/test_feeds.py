@@ -14,9 +14,10 @@ import pytest
 
 from mqd_cli.brokers.errors import AuthFailed, BrokerCallError
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import Settings
+from mqd_cli.config.settings import Settings
 from mqd_cli.errors import UsageError
-from mqd_cli.feeds import (
+from mqd_cli.throttle import Throttler
+from mqd_cli.trading.feeds import (
     AlpacaBarsFeed,
     BarFeed,
     CsvFeed,
@@ -25,7 +26,6 @@ from mqd_cli.feeds import (
     build_feed,
     parse_bars_page,
 )
-from mqd_cli.throttle import Throttler
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -410,7 +410,7 @@ def test_synthetic_feed_is_deterministic_and_time_ordered():
 
 
 def test_synthetic_feed_bars_are_the_bars_the_simulated_exchange_fills_on():
-    from mqd_cli.brokers.sim import SimBroker
+    from mqd_cli.brokers.sim.broker import SimBroker
 
     settings = Settings()
     broker = SimBroker(settings.sim, BacktestClock(T0), auto_step=False)

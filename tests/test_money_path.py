@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from orders_support import T0, D, fill, intent, report, update
 
-from mqd_cli.brokers.sim import SimBroker
+from mqd_cli.brokers.sim.broker import SimBroker
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import loads
-from mqd_cli.engine import Engine
+from mqd_cli.config.loading import loads
 from mqd_cli.model import Bar, OrderIntent, OrderType, Side, TradeUpdate
-from mqd_cli.orders import OrderTracker
+from mqd_cli.orders.tracker import OrderTracker
 from mqd_cli.store import Store
 from mqd_cli.strategies.base import BaseStrategy
+from mqd_cli.trading.engine import Engine
 
 START = datetime(2026, 1, 5, 14, 35, tzinfo=UTC)
 

@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import DiscordSettings, Secret
+from mqd_cli.config.fields import Secret
+from mqd_cli.config.settings import DiscordSettings
 from mqd_cli.notify import DiscordNotifier, scrub
 from mqd_cli.throttle import Throttler
 

@@ -12,7 +12,7 @@ from orders_support import T0, D, fill, intent, report, update
 
 from mqd_cli.clock import BacktestClock
 from mqd_cli.model import FillReport, OrderStatus, Side, TradeEvent
-from mqd_cli.orders import (
+from mqd_cli.orders.tracker import (
     OPEN,
     STATES,
     TERMINAL,

@@ -10,14 +10,14 @@ from dataclasses import replace
 import pytest
 from orders_support import T0, D, fill, intent, report, update
 
-from mqd_cli import order_journal
 from mqd_cli.clock import BacktestClock
 from mqd_cli.model import OrderStatus
-from mqd_cli.order_states import PENDING, PREVIOUS, STEPS, TERMINAL, TRANSITIONS, next_status
-from mqd_cli.orders import OrderTracker
+from mqd_cli.orders import journal as order_journal
+from mqd_cli.orders.states import PENDING, PREVIOUS, STEPS, TERMINAL, TRANSITIONS, next_status
+from mqd_cli.orders.tracker import OrderTracker
 from mqd_cli.store import Store
 from mqd_cli.store import orders as q
-from mqd_cli.wire import parse_order
+from mqd_cli.wire.parse import parse_order
 
 S = OrderStatus
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqd_cli.prices import (
+from mqd_cli.brokers.sim.prices import (
     DEFAULT_ORIGIN,
     CsvError,
     CsvPrices,

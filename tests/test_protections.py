@@ -13,14 +13,15 @@ from hypothesis import settings as settings_h
 from hypothesis import strategies as st
 
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import ProtectionsSettings, loads
+from mqd_cli.config.loading import loads
+from mqd_cli.config.settings import ProtectionsSettings
 from mqd_cli.errors import ConfigError, UsageError
 from mqd_cli.market_calendar import EXCHANGE_TZ
+from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.protections.base import lock_end, parse_unlock_at
 from mqd_cli.protections.manager import ProtectionManager, format_remaining
 from mqd_cli.store import Store
 from mqd_cli.store.trades import closed_trades, insert_closed_trade
-from mqd_cli.trades import ClosedTrade
 
 T0 = datetime(2026, 1, 6, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 New York
 _ids = itertools.count(1)

@@ -12,11 +12,11 @@ from decimal import Decimal
 import pytest
 
 from mqd_cli.clock import RealTimeClock
+from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.protections.base import LockRequest
 from mqd_cli.store import Store
 from mqd_cli.store.protections import insert_lock
 from mqd_cli.store.trades import insert_closed_trade
-from mqd_cli.trades import ClosedTrade
 
 
 @pytest.fixture

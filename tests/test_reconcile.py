@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 from orders_support import T0, D, intent, report
 
-from mqd_cli import reconcile as rc
 from mqd_cli.brokers.errors import BrokerUnavailable, NotFound, RateLimited
 from mqd_cli.clock import BacktestClock
 from mqd_cli.model import (
@@ -20,7 +19,11 @@ from mqd_cli.model import (
     PositionSide,
     Side,
 )
-from mqd_cli.orders import OrderTracker, synthetic_fill_id
+from mqd_cli.orders.tracker import OrderTracker, synthetic_fill_id
+from mqd_cli.reconcile import apply as rc_apply
+from mqd_cli.reconcile import collect as rc_collect
+from mqd_cli.reconcile import diff as rc_diff
+from mqd_cli.reconcile import model as rc_model
 from mqd_cli.store import Store
 
 S = OrderStatus
@@ -37,9 +40,9 @@ def local(
     symbol="AAPL",
     broker_id=None,
     age=timedelta(hours=1),
-) -> rc.LocalOrder:
+) -> rc_model.LocalOrder:
     at = NOW - age
-    return rc.LocalOrder(
+    return rc_model.LocalOrder(
         cid,
         broker_id or f"id-{cid}",
         symbol,
@@ -53,12 +56,12 @@ def local(
     )
 
 
-def state(*orders, positions=None, baseline=None, since="0") -> rc.LocalState:
-    return rc.LocalState(tuple(orders), positions or {}, baseline, D(since))
+def state(*orders, positions=None, baseline=None, since="0") -> rc_model.LocalState:
+    return rc_model.LocalState(tuple(orders), positions or {}, baseline, D(since))
 
 
-def snap(*orders, positions=(), account=None) -> rc.BrokerSnapshot:
-    return rc.BrokerSnapshot(tuple(orders), tuple(positions), account, NOW)
+def snap(*orders, positions=(), account=None) -> rc_model.BrokerSnapshot:
+    return rc_model.BrokerSnapshot(tuple(orders), tuple(positions), account, NOW)
 
 
 def pos(symbol, qty) -> PositionReport:
@@ -77,41 +80,41 @@ def account(cash="1000", equity="1000", long="0") -> AccountReport:
 
 
 def test_synthetic_fill_price_makes_the_average_match():
-    assert rc.synthetic_fill_price(D(40), D("178.48"), D(100), D("178.492")) == D("178.5")
-    assert rc.synthetic_fill_price(D(0), None, D(10), D(5)) == 5
-    assert rc.synthetic_fill_price(D(10), D(5), D(10), D(5)) is None
-    assert rc.synthetic_fill_price(D(0), None, D(10), None) is None
+    assert rc_diff.synthetic_fill_price(D(40), D("178.48"), D(100), D("178.492")) == D("178.5")
+    assert rc_diff.synthetic_fill_price(D(0), None, D(10), D(5)) == 5
+    assert rc_diff.synthetic_fill_price(D(10), D(5), D(10), D(5)) is None
+    assert rc_diff.synthetic_fill_price(D(0), None, D(10), None) is None
 
 
 def test_within_grace_uses_the_last_change():
-    assert rc.within_grace(local(age=timedelta(seconds=30)), NOW, timedelta(seconds=60))
-    assert not rc.within_grace(local(age=timedelta(seconds=90)), NOW, timedelta(seconds=60))
+    assert rc_diff.within_grace(local(age=timedelta(seconds=30)), NOW, timedelta(seconds=60))
+    assert not rc_diff.within_grace(local(age=timedelta(seconds=90)), NOW, timedelta(seconds=60))
 
 
 def test_index_keeps_the_newest_report_of_an_order():
     old = report("c1", status="new", at=T0)
     new = report("c1", status="filled", filled="100", avg="1", at=T0 + timedelta(seconds=1))
-    by_cid, by_id = rc.index_broker_orders([new, old])
+    by_cid, by_id = rc_diff.index_broker_orders([new, old])
     assert by_cid["c1"] is new and by_id["id-c1"] is new
 
 
 def test_cash_tolerance_is_a_dollar_or_five_basis_points_of_equity():
-    assert rc.cash_tolerance(account(equity="100")) == 1
-    assert rc.cash_tolerance(account(equity="100000")) == 50
+    assert rc_diff.cash_tolerance(account(equity="100")) == 1
+    assert rc_diff.cash_tolerance(account(equity="100000")) == 50
 
 
 # -- findings -------------------------------------------------------------------------------------
 
 
 def test_unknown_open_broker_order_is_an_orphan():
-    r = rc.diff(state(), snap(report("ext", status="new")))
+    r = rc_diff.diff(state(), snap(report("ext", status="new")))
     (f,) = r.findings
     assert (f.kind, f.subject, f.local, f.broker) == ("orphan", "ext", "unknown", "new")
     assert "adopt" in f.action
 
 
 def test_broker_open_order_we_know_as_closed_is_an_orphan():
-    r = rc.diff(state(local(status=S.CANCELED)), snap(report("c1", status="new")))
+    r = rc_diff.diff(state(local(status=S.CANCELED)), snap(report("c1", status="new")))
     assert [(f.kind, f.local) for f in r.findings] == [
         ("orphan", "canceled"),
         ("status_drift", "canceled"),
@@ -120,7 +123,7 @@ def test_broker_open_order_we_know_as_closed_is_an_orphan():
 
 def test_closed_unknown_broker_order_is_not_an_orphan():
     assert (
-        rc.diff(
+        rc_diff.diff(
             state(),
             snap(report("old", status="filled", filled="100"), positions=[pos("AAPL", 100)]),
         ).of("orphan")
@@ -130,35 +133,39 @@ def test_closed_unknown_broker_order_is_not_an_orphan():
 
 def test_missing_order_is_a_shadow_only_after_a_lookup_answers_not_found():
     lo = state(local("c1"))
-    assert [f.kind for f in rc.diff(lo, snap()).findings] == ["unverified"]
-    lk = {"c1": rc.Lookup("c1", "not_found")}
-    (f,) = rc.diff(lo, snap(), lk).findings
+    assert [f.kind for f in rc_diff.diff(lo, snap()).findings] == ["unverified"]
+    lk = {"c1": rc_model.Lookup("c1", "not_found")}
+    (f,) = rc_diff.diff(lo, snap(), lk).findings
     assert f.kind == "shadow" and "canceled" in f.action
 
 
 def test_failed_lookup_never_makes_a_shadow():
-    lk = {"c1": rc.Lookup("c1", "error", error="BrokerUnavailable: timeout")}
-    r = rc.diff(state(local("c1")), snap(), lk)
+    lk = {"c1": rc_model.Lookup("c1", "error", error="BrokerUnavailable: timeout")}
+    r = rc_diff.diff(state(local("c1")), snap(), lk)
     assert [f.kind for f in r.findings] == ["unverified"] and r.unverified and not r.drift
 
 
 def test_young_orders_are_never_shadows():
-    r = rc.diff(
-        state(local("c1", age=timedelta(seconds=5))), snap(), {"c1": rc.Lookup("c1", "not_found")}
+    r = rc_diff.diff(
+        state(local("c1", age=timedelta(seconds=5))),
+        snap(),
+        {"c1": rc_model.Lookup("c1", "not_found")},
     )
     assert r.in_sync
 
 
 def test_pending_new_not_found_resolves_to_rejected():
-    (f,) = rc.diff(
-        state(local("c1", S.PENDING_NEW)), snap(), {"c1": rc.Lookup("c1", "not_found")}
+    (f,) = rc_diff.diff(
+        state(local("c1", S.PENDING_NEW)), snap(), {"c1": rc_model.Lookup("c1", "not_found")}
     ).findings
     assert f.action.startswith("mark rejected")
 
 
 def test_lookup_that_finds_the_order_checks_it_like_a_listed_one():
-    lk = {"c1": rc.Lookup("c1", "found", report("c1", status="filled", filled="100", avg="10"))}
-    r = rc.diff(state(local("c1")), snap(positions=[pos("AAPL", 100)]), lk)
+    lk = {
+        "c1": rc_model.Lookup("c1", "found", report("c1", status="filled", filled="100", avg="10"))
+    }
+    r = rc_diff.diff(state(local("c1")), snap(positions=[pos("AAPL", 100)]), lk)
     assert [f.kind for f in r.findings] == ["fill_drift", "status_drift"]
 
 
@@ -167,7 +174,7 @@ def test_fill_drift_has_a_deterministic_id_and_the_matching_price():
     br = snap(
         report("c1", status="filled", filled="100", avg="178.492"), positions=[pos("AAPL", 100)]
     )
-    r1, r2 = rc.diff(lo, br), rc.diff(lo, br)
+    r1, r2 = rc_diff.diff(lo, br), rc_diff.diff(lo, br)
     assert r1 == r2
     f = r1.of("fill_drift")[0]
     assert f.data["fill_id"] == synthetic_fill_id("c1", D(100)) and f.data["price"] == D("178.5")
@@ -175,7 +182,7 @@ def test_fill_drift_has_a_deterministic_id_and_the_matching_price():
 
 
 def test_broker_reporting_less_than_our_fills_is_for_review():
-    r = rc.diff(
+    r = rc_diff.diff(
         state(local("c1", S.FILLED, "100", "10"), positions={"AAPL": D(100)}),
         snap(report("c1", status="filled", filled="60", avg="10"), positions=[pos("AAPL", 100)]),
     )
@@ -184,7 +191,7 @@ def test_broker_reporting_less_than_our_fills_is_for_review():
 
 
 def test_unexplained_position_difference_is_position_drift():
-    r = rc.diff(
+    r = rc_diff.diff(
         state(positions={"AAPL": D(10)}), snap(positions=[pos("AAPL", 15), pos("MSFT", -3)])
     )
     assert [(f.subject, f.local, f.broker) for f in r.of("position_drift")] == [
@@ -194,17 +201,19 @@ def test_unexplained_position_difference_is_position_drift():
 
 
 def test_cash_drift_beyond_tolerance_only():
-    within = rc.diff(
+    within = rc_diff.diff(
         state(baseline=D(1000), since="-100"), snap(account=account("900.50", "900.50"))
     )
     assert within.in_sync
-    beyond = rc.diff(state(baseline=D(1000), since="-100"), snap(account=account("850", "850")))
+    beyond = rc_diff.diff(
+        state(baseline=D(1000), since="-100"), snap(account=account("850", "850"))
+    )
     (f,) = beyond.findings
     assert f.kind == "cash_drift" and (f.local, f.broker) == ("900", "850")
 
 
 def test_equity_that_does_not_add_up_is_equity_drift():
-    r = rc.diff(state(), snap(account=account("1000", "1500", long="100")))
+    r = rc_diff.diff(state(), snap(account=account("1000", "1500", long="100")))
     assert [f.kind for f in r.findings] == ["equity_drift"]
 
 
@@ -215,8 +224,8 @@ OPEN = datetime(2026, 1, 5, 14, 35, tzinfo=UTC)  # Monday 09:35 New York
 
 class World:
     def __init__(self, tmp_path, **sim):
-        from mqd_cli.brokers.sim import SimBroker
-        from mqd_cli.config import SimSettings
+        from mqd_cli.brokers.sim.broker import SimBroker
+        from mqd_cli.config.settings import SimSettings
 
         self.clock = BacktestClock(OPEN)
         self.path = tmp_path / "mqd.db"
@@ -235,9 +244,11 @@ class World:
         self.broker.step()
 
     def reconcile(self, broker=None, *, apply=False, cancel_orphans=False):
-        local, snapshot, lookups = rc.collect(self.tracker, broker or self.broker, self.clock)
-        report = rc.diff(local, snapshot, lookups, now=self.clock.now())
-        actions = rc.apply_findings(
+        local, snapshot, lookups = rc_collect.collect(
+            self.tracker, broker or self.broker, self.clock
+        )
+        report = rc_diff.diff(local, snapshot, lookups, now=self.clock.now())
+        actions = rc_apply.apply_findings(
             self.tracker, broker or self.broker, report, apply=apply, cancel_orphans=cancel_orphans
         )
         return report, actions

@@ -11,7 +11,7 @@ from orders_support import intent
 from mqd_cli.clock import BacktestClock
 from mqd_cli.errors import ExitCode
 from mqd_cli.model import OrderIntent, OrderType, Side
-from mqd_cli.orders import OrderTracker
+from mqd_cli.orders.tracker import OrderTracker
 from mqd_cli.store import Store
 from mqd_cli.store import orders as q
 
@@ -125,7 +125,7 @@ def test_in_sync_takes_one_look_and_says_what_it_could_not_check(mqd):
 def test_an_internal_error_never_exits_1(mqd, monkeypatch):
     import sqlite3
 
-    from mqd_cli import reconcile as rc
+    from mqd_cli.reconcile import collect as rc
 
     def bug(*a, **kw):
         raise ZeroDivisionError("bug")

@@ -11,10 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from orders_support import T0, D, intent, report
 
-from mqd_cli import reconcile as rc
 from mqd_cli.clock import BacktestClock
 from mqd_cli.model import AccountReport, OrderStatus, PositionReport, PositionSide, Side
-from mqd_cli.orders import OrderTracker
+from mqd_cli.orders.tracker import OrderTracker
+from mqd_cli.reconcile import apply as rc_apply
+from mqd_cli.reconcile import collect as rc_collect
+from mqd_cli.reconcile import diff as rc_diff
+from mqd_cli.reconcile import model as rc_model
 from mqd_cli.store import Store
 
 S = OrderStatus
@@ -23,7 +26,7 @@ NOW = T0 + timedelta(hours=1)
 
 def local(cid="c1", status=S.NEW, filled="0", avg=None, *, side=Side.BUY, symbol="AAPL"):
     at = NOW - timedelta(hours=1)
-    return rc.LocalOrder(
+    return rc_model.LocalOrder(
         cid,
         f"id-{cid}",
         symbol,
@@ -53,11 +56,11 @@ def finding(kind, subject, local="l", broker="b", *, detail="", difference=None,
         data["difference"] = D(difference)
     if tol is not None:
         data["tolerance"] = D(tol)
-    return rc.Finding(kind, subject, "", local, broker, "review", detail, data=data)
+    return rc_model.Finding(kind, subject, "", local, broker, "review", detail, data=data)
 
 
-def looked(*findings, unchecked=()) -> rc.ReconcileReport:
-    return rc.ReconcileReport(NOW, tuple(findings), 1, 1, 0, unchecked=tuple(unchecked))
+def looked(*findings, unchecked=()) -> rc_model.ReconcileReport:
+    return rc_model.ReconcileReport(NOW, tuple(findings), 1, 1, 0, unchecked=tuple(unchecked))
 
 
 # -- same discrepancy ------------------------------------------------------------------------------
@@ -65,28 +68,28 @@ def looked(*findings, unchecked=()) -> rc.ReconcileReport:
 
 def test_same_discrepancy_needs_the_same_kind_subject_and_values():
     a = finding("status_drift", "c1", "new", "filled")
-    assert rc.same_discrepancy(a, finding("status_drift", "c1", "new", "filled"))
-    assert not rc.same_discrepancy(a, finding("status_drift", "c1", "new", "canceled"))
-    assert not rc.same_discrepancy(a, finding("status_drift", "c2", "new", "filled"))
-    assert not rc.same_discrepancy(a, finding("fill_drift", "c1", "new", "filled"))
-    assert not rc.same_discrepancy(a, finding("status_drift", "c1", "accepted", "filled"))
+    assert rc_diff.same_discrepancy(a, finding("status_drift", "c1", "new", "filled"))
+    assert not rc_diff.same_discrepancy(a, finding("status_drift", "c1", "new", "canceled"))
+    assert not rc_diff.same_discrepancy(a, finding("status_drift", "c2", "new", "filled"))
+    assert not rc_diff.same_discrepancy(a, finding("fill_drift", "c1", "new", "filled"))
+    assert not rc_diff.same_discrepancy(a, finding("status_drift", "c1", "accepted", "filled"))
 
 
 def test_positions_compare_by_difference_and_cash_within_its_tolerance():
     # The loop traded 1 share between the looks; 7 shares are still unexplained.
-    assert rc.same_discrepancy(
+    assert rc_diff.same_discrepancy(
         finding("position_drift", "SPY", "0", "7", difference="7"),
         finding("position_drift", "SPY", "1", "8", difference="7"),
     )
-    assert not rc.same_discrepancy(
+    assert not rc_diff.same_discrepancy(
         finding("position_drift", "SPY", "0", "7", difference="7"),
         finding("position_drift", "SPY", "0", "6", difference="6"),
     )
-    assert rc.same_discrepancy(
+    assert rc_diff.same_discrepancy(
         finding("cash_drift", "account", difference="500.40", tol="1"),
         finding("cash_drift", "account", difference="500.00", tol="1"),
     )
-    assert not rc.same_discrepancy(
+    assert not rc_diff.same_discrepancy(
         finding("cash_drift", "account", difference="500", tol="1"),
         finding("cash_drift", "account", difference="-500", tol="1"),
     )
@@ -97,38 +100,38 @@ def test_positions_compare_by_difference_and_cash_within_its_tolerance():
 
 def test_one_look_is_its_own_verdict():
     r = looked(finding("orphan", "x"))
-    assert rc.confirm([r]) is r
+    assert rc_diff.confirm([r]) is r
 
 
 def test_only_what_every_look_found_is_reported():
     real = finding("orphan", "by-hand", "unknown", "new")
     first = looked(real, finding("status_drift", "c7", "pending_new", "filled"))
     second = looked(finding("position_drift", "AAPL", "1", "0", difference="-1"), real)
-    r = rc.confirm([first, second])
+    r = rc_diff.confirm([first, second])
     assert r.findings == (real,) and r.looks == 2 and r.unconfirmed == 2
     assert r.findings[0] is second.findings[1]  # the newest look's finding (for --apply)
 
 
 def test_a_shadow_one_look_could_not_verify_stays_unverified():
-    shadow = rc.Finding("shadow", "c1", "AAPL", "new", "not found", "mark canceled", "404")
-    unverified = rc.Finding("unverified", "c1", "AAPL", "new", "lookup failed", "run again")
-    (f,) = rc.confirm([looked(shadow), looked(unverified)]).findings
+    shadow = rc_model.Finding("shadow", "c1", "AAPL", "new", "not found", "mark canceled", "404")
+    unverified = rc_model.Finding("unverified", "c1", "AAPL", "new", "lookup failed", "run again")
+    (f,) = rc_diff.confirm([looked(shadow), looked(unverified)]).findings
     assert f.kind == "unverified"
-    (f,) = rc.confirm([looked(unverified), looked(shadow)]).findings
+    (f,) = rc_diff.confirm([looked(unverified), looked(shadow)]).findings
     assert f.kind == "unverified"
-    (f,) = rc.confirm([looked(shadow), looked(shadow)]).findings
+    (f,) = rc_diff.confirm([looked(shadow), looked(shadow)]).findings
     assert f.kind == "shadow"
 
 
 def test_unchecked_items_of_every_look_are_kept():
-    r = rc.confirm([looked(unchecked=["position AAPL: x"]), looked(unchecked=["cash: y"])])
+    r = rc_diff.confirm([looked(unchecked=["position AAPL: x"]), looked(unchecked=["cash: y"])])
     assert r.unchecked == ("position AAPL: x", "cash: y") and r.in_sync
 
 
 _STATUSES = ["new", "accepted", "partially_filled", "held"]
 
 
-def _discrepancy(kind: str, subject: int, value: int, noise: int) -> rc.Finding:
+def _discrepancy(kind: str, subject: int, value: int, noise: int) -> rc_model.Finding:
     """One discrepancy, identified by (kind, subject, value); ``noise`` moves what two looks
     may legitimately see differently (for positions and cash: both sides, not their gap)."""
     cid = f"c{subject}"
@@ -164,10 +167,10 @@ def test_property_reported_exactly_when_present_in_every_look(looks):
     reports = [looked(*(_discrepancy(*ident, noise) for ident, noise in look)) for look in looks]
     ids = [{ident for ident, _ in look} for look in looks]
     everywhere = set.intersection(*ids)
-    r = rc.confirm(reports)
+    r = rc_diff.confirm(reports)
     reported = []
     for f in r.findings:
-        (ident,) = [i for i, n in looks[-1] if rc.same_discrepancy(_discrepancy(*i, n), f)]
+        (ident,) = [i for i, n in looks[-1] if rc_diff.same_discrepancy(_discrepancy(*i, n), f)]
         reported.append(ident)
     # present in every look: always reported; in some looks only: never
     assert set(reported) == everywhere and len(reported) == len(everywhere)
@@ -179,23 +182,25 @@ def test_property_reported_exactly_when_present_in_every_look(looks):
 
 
 def test_an_order_in_flight_agrees_with_the_reading_its_listing_proves():
-    assert rc.agrees_with(None) == {"before"}  # reached the broker after the listing
-    assert rc.agrees_with(report("c1", status="new")) == {"before"}
-    assert rc.agrees_with(report("c1", status="filled", filled="1", avg="1")) == {"after"}
-    assert rc.agrees_with(report("c1", status="canceled")) == {"after"}
+    assert rc_diff.agrees_with(None) == {"before"}  # reached the broker after the listing
+    assert rc_diff.agrees_with(report("c1", status="new")) == {"before"}
+    assert rc_diff.agrees_with(report("c1", status="filled", filled="1", avg="1")) == {"after"}
+    assert rc_diff.agrees_with(report("c1", status="canceled")) == {"after"}
     # listed open and unfilled, and still so after the second reading: both hold
-    assert rc.agrees_with(report("c1", status="new"), report("c1", status="new")) == {
+    assert rc_diff.agrees_with(report("c1", status="new"), report("c1", status="new")) == {
         "before",
         "after",
     }
     partial = report("c1", status="partially_filled", filled="5", avg="1")
-    assert rc.agrees_with(partial) == set()
-    assert rc.agrees_with(partial, partial) == {"after"}
-    assert rc.agrees_with(partial, report("c1", status="partially_filled", filled="6")) == set()
+    assert rc_diff.agrees_with(partial) == set()
+    assert rc_diff.agrees_with(partial, partial) == {"after"}
+    assert (
+        rc_diff.agrees_with(partial, report("c1", status="partially_filled", filled="6")) == set()
+    )
 
 
 def two_readings(orders, before, after, *, cash=("1000", "1000"), open_after=None):
-    return rc.BrokerSnapshot(
+    return rc_model.BrokerSnapshot(
         tuple(orders),
         tuple(after),
         account(cash[1]),
@@ -209,7 +214,7 @@ def two_readings(orders, before, after, *, cash=("1000", "1000"), open_after=Non
 def test_our_store_ahead_of_the_broker_listing_is_in_flight_not_drift():
     # The operator's case: the broker was read (order open, position 0), then the order
     # filled and the loop journaled it before we read the store (position 3).
-    mine = rc.LocalState(
+    mine = rc_model.LocalState(
         (local("c1", S.FILLED, "3", "100"),),
         {"AAPL": D(3)},
         cash_baseline=D(1300),
@@ -217,10 +222,10 @@ def test_our_store_ahead_of_the_broker_listing_is_in_flight_not_drift():
         in_flight=frozenset({"c1"}),
     )
     broker = two_readings([report("c1", status="new", qty="3")], [], [], cash=("1300", "1300"))
-    r = rc.diff(mine, broker)
+    r = rc_diff.diff(mine, broker)
     assert r.in_sync and r.in_flight == 1 and r.unchecked == ()
     # The same snapshot judged without knowing the order is in flight: all false alarms.
-    r = rc.diff(rc.LocalState(mine.orders, mine.positions, D(1300), D(-300)), broker)
+    r = rc_diff.diff(rc_model.LocalState(mine.orders, mine.positions, D(1300), D(-300)), broker)
     assert {f.kind for f in r.findings} == {
         "orphan",
         "status_drift",
@@ -232,15 +237,17 @@ def test_our_store_ahead_of_the_broker_listing_is_in_flight_not_drift():
 
 def test_the_broker_ahead_of_our_store_is_in_flight_not_drift():
     # Filled at the broker before the listing; the stream delivers it after our read.
-    mine = rc.LocalState((local("c1", S.NEW),), {}, D(1300), D(0), in_flight=frozenset({"c1"}))
+    mine = rc_model.LocalState(
+        (local("c1", S.NEW),), {}, D(1300), D(0), in_flight=frozenset({"c1"})
+    )
     filled = report("c1", status="filled", filled="3", avg="100", qty="3")
     broker = two_readings([filled], [], [pos("AAPL", 3)], cash=("1300", "1000"))
-    r = rc.diff(mine, broker)
+    r = rc_diff.diff(mine, broker)
     assert r.in_sync and r.unchecked == ()
 
 
 def test_orders_in_flight_that_agree_with_neither_reading_leave_the_symbol_unchecked():
-    mine = rc.LocalState(
+    mine = rc_model.LocalState(
         (local("c1", S.FILLED, "1", "10"), local("c2", S.NEW, side=Side.SELL)),
         {"AAPL": D(1)},
         in_flight=frozenset({"c1", "c2"}),
@@ -253,7 +260,7 @@ def test_orders_in_flight_that_agree_with_neither_reading_leave_the_symbol_unche
         [pos("AAPL", 1)],
         [pos("AAPL", 50)],  # whatever it says, it cannot be judged
     )
-    r = rc.diff(mine, broker)
+    r = rc_diff.diff(mine, broker)
     assert r.in_sync and r.unchecked == (
         "position AAPL: trading while the broker was read",
         "cash: trading while the broker was read",
@@ -263,7 +270,7 @@ def test_orders_in_flight_that_agree_with_neither_reading_leave_the_symbol_unche
 def test_real_drift_beside_orders_in_flight_is_still_found():
     # AAPL trades (in flight); SPY moved in at the broker outside mqd; an order unknown to us
     # rests at the broker.
-    mine = rc.LocalState(
+    mine = rc_model.LocalState(
         (local("c1", S.FILLED, "1", "10"),), {"AAPL": D(1)}, in_flight=frozenset({"c1"})
     )
     broker = two_readings(
@@ -274,7 +281,7 @@ def test_real_drift_beside_orders_in_flight_is_still_found():
         [pos("SPY", 7)],
         [pos("AAPL", 1), pos("SPY", 7)],
     )
-    r = rc.diff(mine, broker)
+    r = rc_diff.diff(mine, broker)
     assert [(f.kind, f.subject) for f in r.findings] == [
         ("orphan", "by-hand"),
         ("position_drift", "SPY"),
@@ -283,12 +290,12 @@ def test_real_drift_beside_orders_in_flight_is_still_found():
 
 def test_a_position_that_moved_with_nothing_of_ours_in_flight_is_unchecked():
     # A fill the stream has not delivered yet: wait for the next look.
-    r = rc.diff(rc.LocalState((), {}), two_readings([], [], [pos("AAPL", 1)]))
+    r = rc_diff.diff(rc_model.LocalState((), {}), two_readings([], [], [pos("AAPL", 1)]))
     assert r.in_sync and r.unchecked[0].startswith("position AAPL")
 
 
 def test_cash_counts_orders_in_flight_at_the_brokers_figure():
-    mine = rc.LocalState(
+    mine = rc_model.LocalState(
         (local("c1", S.FILLED, "2", "10"),),
         {"AAPL": D(2)},
         cash_baseline=D(1000),
@@ -297,10 +304,10 @@ def test_cash_counts_orders_in_flight_at_the_brokers_figure():
     )
     # The broker's readings predate the fill: its cash is still 1000.
     broker = two_readings([report("c1", status="new", qty="2")], [], [], cash=("1000", "1000"))
-    assert rc.diff(mine, broker).in_sync
+    assert rc_diff.diff(mine, broker).in_sync
     # 500 that no fill explains is cash drift all the same.
     broker = two_readings([report("c1", status="new", qty="2")], [], [], cash=("1500", "1500"))
-    (f,) = rc.diff(mine, broker).findings
+    (f,) = rc_diff.diff(mine, broker).findings
     assert f.kind == "cash_drift" and f.data["difference"] == 500
 
 
@@ -347,8 +354,8 @@ class CatchUpClock(BacktestClock):
 
 
 def world(tmp_path, *, catch_up: bool):
-    from mqd_cli.brokers.sim import SimBroker
-    from mqd_cli.config import SimSettings
+    from mqd_cli.brokers.sim.broker import SimBroker
+    from mqd_cli.config.settings import SimSettings
 
     clock = CatchUpClock(OPEN)
     broker = SimBroker(SimSettings(partial_fill_probability=0.0), clock)
@@ -364,9 +371,11 @@ def test_a_fill_the_stream_delivers_during_the_pause_is_never_reported(tmp_path)
     cid = loop.submit(intent(qty="10"))
     clock.advance(timedelta(seconds=60))
     broker.step()  # filled at the broker; the event is still on its way
-    one = rc.check(reader, broker, clock, looks=1, grace=timedelta(0))
+    one = rc_collect.check(reader, broker, clock, looks=1, grace=timedelta(0))
     assert {f.kind for f in one.report.findings} == {"fill_drift", "status_drift"}
-    checked = rc.check(reader, broker, clock, pause=timedelta(seconds=2), grace=timedelta(0))
+    checked = rc_collect.check(
+        reader, broker, clock, pause=timedelta(seconds=2), grace=timedelta(0)
+    )
     assert checked.report.in_sync, checked.report.findings
     # Journaled after the first look began: in flight there (its findings are dropped).
     assert checked.report.looks == 2 and checked.report.in_flight == 1
@@ -393,13 +402,17 @@ def test_real_drift_survives_the_second_look_and_apply_acts_on_it_only(tmp_path)
             client_order_id="by-hand",
         )
     )
-    checked = rc.check(reader, broker, clock, pause=timedelta(seconds=1), grace=timedelta(0))
+    checked = rc_collect.check(
+        reader, broker, clock, pause=timedelta(seconds=1), grace=timedelta(0)
+    )
     assert [(f.kind, f.subject) for f in checked.report.findings] == [("orphan", "by-hand")]
     assert checked.report.looks == 2 and clock.slept == [1.0, 1.0]  # pause, then settle
-    actions, net = rc.apply_confirmed(reader, broker, checked, apply=True, cancel_orphans=False)
+    actions, net = rc_apply.apply_confirmed(
+        reader, broker, checked, apply=True, cancel_orphans=False
+    )
     assert [a.kind for a in actions] == ["adopt"] and net == 0
     clock.slept.clear()
-    again = rc.check(reader, broker, clock, grace=timedelta(0)).report
+    again = rc_collect.check(reader, broker, clock, grace=timedelta(0)).report
     assert again.in_sync and again.looks == 1 and clock.slept == []  # in sync: one look
 
 
@@ -408,10 +421,10 @@ def test_apply_leaves_alone_a_finding_whose_order_moved_since_the_last_look(tmp_
     cid = loop.submit(intent(qty="10"))
     clock.advance(timedelta(seconds=60))
     broker.step()  # filled; the stream is down through both looks (a real lag)
-    checked = rc.check(reader, broker, clock, pause=timedelta(0), grace=timedelta(0))
+    checked = rc_collect.check(reader, broker, clock, pause=timedelta(0), grace=timedelta(0))
     assert {f.kind for f in checked.report.findings} == {"fill_drift", "status_drift"}
     loop.deliver()  # the stream comes back before --apply acts
-    actions, _ = rc.apply_confirmed(reader, broker, checked, apply=True, cancel_orphans=False)
+    actions, _ = rc_apply.apply_confirmed(reader, broker, checked, apply=True, cancel_orphans=False)
     assert actions == []
     assert [f.fill_id for f in reader.order(cid).fills if f.synthetic] == []
 
@@ -422,7 +435,7 @@ def test_the_baseline_pairs_cash_and_fills_of_one_moment(tmp_path):
     clock.advance(timedelta(seconds=60))
     broker.step()
     loop.deliver()
-    checked = rc.check(reader, broker, clock, grace=timedelta(0))
+    checked = rc_collect.check(reader, broker, clock, grace=timedelta(0))
     cash, net = checked.baseline()
     assert cash == broker.get_account().cash and net == reader.net_traded()
     assert isinstance(cash, Decimal) and isinstance(net, Decimal)

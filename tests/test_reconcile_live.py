@@ -21,7 +21,7 @@ from pathlib import Path
 
 from test_run_kill import PING_PONG, run_config, run_env
 
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOKBACK = "400d"  # the emulator's simulated time lies in the past of the wall clock
@@ -95,7 +95,7 @@ def transfer_in(srv, symbol: str, qty: Decimal) -> None:
     and no trade update, changed on the emulator's own event loop thread."""
     import asyncio
 
-    from mqd_cli.brokers.sim_account import SimPosition
+    from mqd_cli.brokers.sim.account import SimPosition
 
     emu = srv.emulator
 
@@ -116,7 +116,7 @@ def record_shadow(db: Path, symbol: str) -> str:
     process that died before sending it): a shadow, once a lookup answers 404."""
     from mqd_cli.clock import BacktestClock
     from mqd_cli.model import OrderIntent, Side
-    from mqd_cli.orders import OrderTracker
+    from mqd_cli.orders.tracker import OrderTracker
     from mqd_cli.store import Store
 
     store = Store.open(db)
@@ -192,7 +192,7 @@ def test_reconcile_during_a_running_loop_finds_nothing_yet_reports_real_drift(
         ], doc
 
     from mqd_cli.clock import RealTimeClock
-    from mqd_cli.orders import OrderTracker
+    from mqd_cli.orders.tracker import OrderTracker
     from mqd_cli.store import Store
 
     store = Store.open(tmp_path / "mqd.db")

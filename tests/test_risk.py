@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqd_cli.config import RiskSettings
+from mqd_cli.config.settings import RiskSettings
 from mqd_cli.model import OrderIntent, OrderType, Side
-from mqd_cli.risk import RiskGate, RiskState
+from mqd_cli.trading.risk import RiskGate, RiskState
 
 D = Decimal
 

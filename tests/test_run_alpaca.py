@@ -11,9 +11,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 from mqd_cli.clock import AcceleratedClock
-from mqd_cli.config import SimSettings, loads
+from mqd_cli.config.loading import loads
+from mqd_cli.config.settings import SimSettings
 from mqd_cli.factory import Services
-from mqd_cli.live import LiveSession, RunOptions
+from mqd_cli.trading.live import LiveSession, RunOptions
 
 SPEED = 300.0  # emulator and loop clocks: a 1-minute bar every 0.2 s
 
@@ -89,7 +90,7 @@ def test_the_loop_trades_through_the_emulator_and_every_safety_system_acts(emula
         speed=SPEED, sim=SimSettings(slippage_bps=Decimal(25), partial_fill_probability=0.0)
     )
     settings = loads(config_text(srv, tmp_path)).settings
-    from mqd_cli.symbols import sync
+    from mqd_cli.symbols.sync import sync
 
     clock = AcceleratedClock(SPEED)
     services = Services(settings, clock=clock)
@@ -107,7 +108,7 @@ def test_the_loop_trades_through_the_emulator_and_every_safety_system_acts(emula
         tracker = session.services.tracker
         broker_orders = services.broker.list_orders("all")
         from mqd_cli.store import stream as lease_db
-        from mqd_cli.stream import account_key
+        from mqd_cli.stream.client import account_key
 
         lease_after = lease_db.current_lease(services.store, account_key(settings))
     finally:

@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,7 +162,7 @@ def test_kill_9_at_random_moments_then_restart_doubles_nothing_and_loses_nothing
     assert sum(Decimal(p["qty"]) for p in positions) in (Decimal(0), Decimal(1))
     # No fill lost: every broker fill is in the journal, quantity for quantity.
     from mqd_cli.clock import RealTimeClock
-    from mqd_cli.orders import OrderTracker
+    from mqd_cli.orders.tracker import OrderTracker
     from mqd_cli.store import Store
 
     store = Store.open(tmp_path / "mqd.db")

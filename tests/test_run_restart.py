@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from test_run_kill import run_config, spawn, wait_for
 
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 
 BUY_ONCE = """
 from decimal import Decimal

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from mqd_cli.brokers.sim import SimBroker
-from mqd_cli.brokers.sim_assets import START_PRICES, default_assets, generate_universe
+from mqd_cli.brokers.sim.assets import START_PRICES, default_assets, generate_universe
+from mqd_cli.brokers.sim.broker import SimBroker
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 from mqd_cli.model import AssetClass, AssetStatus
-from mqd_cli.wire import asset_to_wire, parse_asset
+from mqd_cli.wire.format import asset_to_wire
+from mqd_cli.wire.parse import parse_asset
 
 
 def test_built_in_universe_covers_every_rule():

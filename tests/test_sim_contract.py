@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from mqd_cli.brokers.sim import SimBroker
+from mqd_cli.brokers.sim.broker import SimBroker
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 from tests.contract_broker import CONTRACT, Harness
 
 MONDAY_0935_NY = datetime(2026, 1, 5, 14, 35, tzinfo=UTC)
@@ -44,7 +44,7 @@ def test_sim_broker_satisfies_the_broker_protocol():
 
 
 def test_the_factory_builds_a_sim_broker_on_the_services_clock_for_broker_sim(tmp_path):
-    from mqd_cli.config import Settings
+    from mqd_cli.config.settings import Settings
     from mqd_cli.factory import Services
 
     clock = BacktestClock(MONDAY_0935_NY)

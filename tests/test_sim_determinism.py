@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from mqd_cli.brokers.sim import SimBroker
+from mqd_cli.brokers.sim.broker import SimBroker
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 from mqd_cli.model import OrderIntent, OrderType, Side, TimeInForce
-from mqd_cli.wire import trade_update_to_wire
+from mqd_cli.wire.format import trade_update_to_wire
 from tests.sim_support import T0
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import StrategySettings
+from mqd_cli.config.settings import StrategySettings
 from mqd_cli.errors import ConfigError, UsageError
 from mqd_cli.model import Bar, FillReport, Side
 from mqd_cli.strategies import MemoryContext, Strategy, load_strategy

@@ -20,7 +20,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from mqd_cli.clock import RealTimeClock
-from mqd_cli.stream import StreamOptions, UserStreamTracker, backoff_delay
+from mqd_cli.stream.client import StreamOptions, UserStreamTracker, backoff_delay
 
 KEY, SECRET = "stream-key-id", "stream-secret-value"
 

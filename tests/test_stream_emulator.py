@@ -14,9 +14,9 @@ import pytest
 from mqd_cli.brokers.alpaca import AlpacaBroker
 from mqd_cli.clock import RealTimeClock
 from mqd_cli.model import OrderIntent, OrderStatus, OrderType, Side, TimeInForce
-from mqd_cli.orders import OrderTracker
+from mqd_cli.orders.tracker import OrderTracker
 from mqd_cli.store import Store
-from mqd_cli.stream import StreamOptions, UserStreamTracker
+from mqd_cli.stream.client import StreamOptions, UserStreamTracker
 
 FAST = StreamOptions(
     heartbeat_interval=0.5,
@@ -261,15 +261,17 @@ async def test_a_drop_after_events_reconnects_at_once_not_after_a_backoff(world)
 def test_the_emulator_encodes_each_event_once_for_its_listeners_and_not_without_one(monkeypatch):
     from datetime import datetime
 
-    from mqd_cli import wire
     from mqd_cli.emulator.exchange import Emulator
     from mqd_cli.emulator.settings import EmulatorConfig
     from mqd_cli.emulator.stream import StreamConnection
+    from mqd_cli.wire import format as wire_format
 
     emulator = Emulator(EmulatorConfig(start=datetime.fromisoformat("2026-01-05T14:35:00+00:00")))
     encoded = []
-    to_wire = wire.trade_update_to_wire
-    monkeypatch.setattr(wire, "trade_update_to_wire", lambda u: encoded.append(u) or to_wire(u))
+    to_wire = wire_format.trade_update_to_wire
+    monkeypatch.setattr(
+        wire_format, "trade_update_to_wire", lambda u: encoded.append(u) or to_wire(u)
+    )
     emulator.broker.submit_order(market())
     assert emulator.events_emitted > 0 and encoded == []  # nobody listens: nothing encoded
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mqd_cli.clock import BacktestClock, RealTimeClock
-from mqd_cli.config import Settings
+from mqd_cli.config.settings import Settings
 from mqd_cli.errors import UsageError
 from mqd_cli.factory import Services
 from mqd_cli.store import Store
 from mqd_cli.store import stream as q
-from mqd_cli.stream import (
+from mqd_cli.stream.client import (
     LeaseHeld,
     StreamHealth,
     StreamLease,
@@ -125,7 +125,7 @@ def test_services_user_stream_needs_broker_alpaca():
 
 def test_services_user_stream_is_built_from_the_config(emulator, tmp_path):
     srv = emulator()
-    from mqd_cli.config import StoreSettings
+    from mqd_cli.config.settings import StoreSettings
 
     settings = Settings(
         broker="alpaca",

@@ -15,12 +15,12 @@ import pytest
 from mqd_cli.brokers.alpaca import AlpacaBroker
 from mqd_cli.clock import RealTimeClock
 from mqd_cli.model import OrderIntent, OrderType, Side, TimeInForce
-from mqd_cli.orders import OrderTracker
+from mqd_cli.orders.tracker import OrderTracker
 from mqd_cli.store import Store
 from mqd_cli.store import orders as journal
 from mqd_cli.store import stream as leases
-from mqd_cli.stream_tail import TailEvent, event_from_row, first_row_since, parse_events
-from mqd_cli.wire import parse_trade_update
+from mqd_cli.stream.tail import TailEvent, event_from_row, first_row_since, parse_events
+from mqd_cli.wire.parse import parse_trade_update
 
 FAST_STREAM = """
 [stream]
@@ -64,7 +64,7 @@ class Holder:
 
     def _run(self):
         from mqd_cli.factory import Services
-        from mqd_cli.stream import StreamLease, run_leased
+        from mqd_cli.stream.client import StreamLease, run_leased
 
         services = Services.from_config(self.config_path)
         try:

@@ -9,21 +9,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqd_cli.brokers.sim_assets import default_assets
+from mqd_cli.brokers.sim.assets import default_assets
 from mqd_cli.clock import BacktestClock
 from mqd_cli.model import AssetInfo, OrderIntent, OrderType, Side, TimeInForce
 from mqd_cli.store import Store
-from mqd_cli.symbols import (
+from mqd_cli.symbols.book import SymbolBook
+from mqd_cli.symbols.properties import (
     US_EQUITY_TICKS,
-    RoundingError,
-    SymbolBook,
     SymbolProperties,
-    check_intent,
     equity_tick,
     margin_requirement,
-    round_intent,
-    sync,
 )
+from mqd_cli.symbols.rounding import RoundingError, round_intent
+from mqd_cli.symbols.rules import check_intent
+from mqd_cli.symbols.sync import sync
 
 T0 = datetime(2026, 9, 16, 14, 0, tzinfo=UTC)
 PROPS = {a.symbol: SymbolProperties.from_asset(a) for a in default_assets()}
@@ -49,8 +48,8 @@ def clock():
 @pytest.fixture
 def book(tmp_path, clock):
     """A book synced from the simulated broker's built-in universe."""
-    from mqd_cli.brokers.sim import SimBroker
-    from mqd_cli.config import SimSettings
+    from mqd_cli.brokers.sim.broker import SimBroker
+    from mqd_cli.config.settings import SimSettings
 
     store = Store.open(tmp_path / "mqd.db")
     sync(store, SimBroker(SimSettings(), clock), clock)

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqd_cli.brokers.sim_assets import default_assets
+from mqd_cli.brokers.sim.assets import default_assets
 from mqd_cli.clock import BacktestClock, RealTimeClock
 from mqd_cli.factory import Services
-from mqd_cli.order_files import MalformedFile, parse_csv, parse_json
+from mqd_cli.orders.files import MalformedFile, parse_csv, parse_json
 from mqd_cli.store import Store
-from mqd_cli.symbols import sync
+from mqd_cli.symbols.sync import sync
 
 
 class ListBroker:

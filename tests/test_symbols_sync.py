@@ -9,15 +9,17 @@ from decimal import Decimal as D
 
 import pytest
 
-from mqd_cli import wire
 from mqd_cli.brokers.errors import BrokerUnavailable
-from mqd_cli.brokers.sim_assets import default_assets, generate_universe
+from mqd_cli.brokers.sim.assets import default_assets, generate_universe
 from mqd_cli.clock import BacktestClock
 from mqd_cli.model import AssetInfo, AssetStatus
 from mqd_cli.store import Store
 from mqd_cli.store import symbols as db
-from mqd_cli.symbols import SymbolBook, sync
-from mqd_cli.wire_parse import PayloadError, _parse_asset_checked
+from mqd_cli.symbols.book import SymbolBook
+from mqd_cli.symbols.sync import sync
+from mqd_cli.wire import format as wire_format
+from mqd_cli.wire import parse as wire_parse
+from mqd_cli.wire.parse import PayloadError, _parse_asset_checked
 
 T0 = datetime(2026, 9, 16, 14, 0, tzinfo=UTC)
 
@@ -39,8 +41,8 @@ class ListBroker:
 
 def universe_broker(assets: list[AssetInfo]):
     """The simulated broker built with this universe."""
-    from mqd_cli.brokers.sim import SimBroker
-    from mqd_cli.config import SimSettings
+    from mqd_cli.brokers.sim.broker import SimBroker
+    from mqd_cli.config.settings import SimSettings
 
     return SimBroker(SimSettings(), BacktestClock(T0), assets=assets)
 
@@ -197,7 +199,7 @@ def test_the_emulator_serves_its_first_asset_list_from_bytes_built_with_the_mark
     def no_building(asset):
         raise AssertionError("the asset list was serialized per request")
 
-    monkeypatch.setattr(wire, "asset_to_wire", no_building)
+    monkeypatch.setattr(wire_format, "asset_to_wire", no_building)
     for asset_class, n in (("us_equity", 1_997), ("crypto", 3)):
         response = httpx.get(
             srv.base_url + "/v2/assets",
@@ -210,8 +212,8 @@ def test_the_emulator_serves_its_first_asset_list_from_bytes_built_with_the_mark
 
 # parse_asset's fast path (plain JSON types) must give exactly what the checked path gives.
 def _asset_payloads() -> list[dict]:
-    base = wire.asset_to_wire(default_assets()[0])
-    crypto = wire.asset_to_wire(next(a for a in default_assets() if a.symbol == "BTC/USD"))
+    base = wire_format.asset_to_wire(default_assets()[0])
+    crypto = wire_format.asset_to_wire(next(a for a in default_assets() if a.symbol == "BTC/USD"))
     variants = [base, crypto, {k: v for k, v in base.items() if k != "cusip"}]
     changes = [
         {"maintenance_margin_requirement": 30.0},
@@ -261,11 +263,11 @@ def _outcome(parse, payload):
 
 @pytest.mark.parametrize("payload", _asset_payloads())
 def test_parse_asset_fast_path_matches_the_checked_path(payload):
-    assert _outcome(wire.parse_asset, payload) == _outcome(_parse_asset_checked, payload)
+    assert _outcome(wire_parse.parse_asset, payload) == _outcome(_parse_asset_checked, payload)
 
 
 def test_parse_asset_decimal_cache_keeps_30_and_30_point_0_apart():
-    base = wire.asset_to_wire(default_assets()[0])
+    base = wire_format.asset_to_wire(default_assets()[0])
     for value, text in ((30, "30"), (30.0, "30.0"), ("30.0", "30.0"), (30, "30"), ("30", "30")):
-        asset = wire.parse_asset({**base, "maintenance_margin_requirement": value})
+        asset = wire_parse.parse_asset({**base, "maintenance_margin_requirement": value})
         assert str(asset.maintenance_margin_requirement) == text

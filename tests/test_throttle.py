@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mqd_cli.brokers.errors import BrokerUnavailable, OrderRejected, RateLimited
 from mqd_cli.clock import BacktestClock
-from mqd_cli.config import loads
+from mqd_cli.config.loading import loads
 from mqd_cli.errors import ConfigError, UsageError
 from mqd_cli.factory import Services
 from mqd_cli.store import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from mqd_cli.clock import BacktestClock, RealTimeClock
-from mqd_cli.config import loads
+from mqd_cli.config.loading import loads
 from mqd_cli.store import Store
 from mqd_cli.throttle import Throttler, resolve_limits
 

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqd_cli import wire
 from mqd_cli.model import (
     AccountReport,
     AssetClass,
@@ -37,7 +36,9 @@ from mqd_cli.model import (
     TradeEvent,
     TradeUpdate,
 )
-from mqd_cli.wire import PayloadError
+from mqd_cli.wire import format as wire_format
+from mqd_cli.wire import parse as wire_parse
+from mqd_cli.wire.parse import PayloadError
 
 # -- reference payloads (alpaca-protocol.md §3-4, verbatim) ---------------------------------------
 
@@ -362,8 +363,8 @@ def same_wire(ours: Any, ref: Any, extra_null: set[str] = frozenset()) -> None:
         assert isinstance(ours, list) and len(ours) == len(ref)
         for a, b in zip(ours, ref, strict=True):
             same_wire(a, b, extra_null)
-    elif isinstance(ref, str) and isinstance(ours, str) and wire._TS_RE.fullmatch(ref):
-        assert wire.ts(ours) == wire.ts(ref), (ours, ref)
+    elif isinstance(ref, str) and isinstance(ours, str) and wire_parse._TS_RE.fullmatch(ref):
+        assert wire_parse.ts(ours) == wire_parse.ts(ref), (ours, ref)
     else:
         assert type(ours) is type(ref) and ours == ref, (ours, ref)
 
@@ -372,7 +373,7 @@ def same_wire(ours: Any, ref: Any, extra_null: set[str] = frozenset()) -> None:
 
 
 def test_reference_order_response_parses_to_its_values():
-    o = wire.parse_order(ORDER)
+    o = wire_parse.parse_order(ORDER)
     assert o.id == "61e69015-8549-4bfd-b9c3-01e75843f47d"
     assert o.client_order_id == "tk-20260916-aapl-0001"
     assert (o.symbol, o.side, o.type, o.time_in_force) == (
@@ -394,11 +395,11 @@ def test_reference_order_response_parses_to_its_values():
 
 
 def test_reference_order_response_serializes_back_to_exactly_itself():
-    assert wire.order_to_wire(wire.parse_order(ORDER)) == ORDER
+    assert wire_format.order_to_wire(wire_parse.parse_order(ORDER)) == ORDER
 
 
 def test_reference_bracket_order_parses_nested_legs_with_a_held_stop():
-    o = wire.parse_order(BRACKET)
+    o = wire_parse.parse_order(BRACKET)
     assert o.order_class == "bracket" and o.status is OrderStatus.FILLED
     assert o.filled_avg_price == Decimal("571.24")
     take_profit, stop_loss = o.legs
@@ -406,14 +407,14 @@ def test_reference_bracket_order_parses_nested_legs_with_a_held_stop():
     assert take_profit.status is OrderStatus.NEW
     assert stop_loss.type is OrderType.STOP_LIMIT and stop_loss.status is OrderStatus.HELD
     assert (stop_loss.stop_price, stop_loss.limit_price) == (Decimal("560"), Decimal("559.5"))
-    same_wire(wire.order_to_wire(o), BRACKET, EXTRA_ORDER_FIELDS)
+    same_wire(wire_format.order_to_wire(o), BRACKET, EXTRA_ORDER_FIELDS)
 
 
 def test_reference_close_all_body_is_an_order_that_parses():
-    o = wire.parse_order(CLOSE_ALL[0]["body"])
+    o = wire_parse.parse_order(CLOSE_ALL[0]["body"])
     assert o.status is OrderStatus.ACCEPTED and o.side is Side.SELL and o.qty == 50
     assert o.created_at == utc(2026, 9, 16, 15, 1, 29, 534279)  # nanoseconds truncated
-    same_wire(wire.order_to_wire(o), CLOSE_ALL[0]["body"], EXTRA_ORDER_FIELDS)
+    same_wire(wire_format.order_to_wire(o), CLOSE_ALL[0]["body"], EXTRA_ORDER_FIELDS)
 
 
 def test_cancel_all_rows_name_an_id_and_a_status():
@@ -433,9 +434,9 @@ def test_cancel_all_rows_name_an_id_and_a_status():
     ids=["new", "partial_fill", "fill"],
 )
 def test_reference_trade_updates_parse_and_serialize_back(message, event, fill):
-    u = wire.parse_trade_update(message["data"])
+    u = wire_parse.parse_trade_update(message["data"])
     assert u.event is event and u.event_raw == event.value
-    assert u.timestamp == wire.ts(message["data"]["timestamp"])
+    assert u.timestamp == wire_parse.ts(message["data"]["timestamp"])
     assert u.order.id == "61e69015-8549-4bfd-b9c3-01e75843f47d"
     report = u.fill()
     if fill is None:
@@ -445,18 +446,18 @@ def test_reference_trade_updates_parse_and_serialize_back(message, event, fill):
         assert (report.qty, report.price, report.position_qty) == (qty, price, position_qty)
         assert report.execution_id == message["data"]["execution_id"]
         assert report.side is Side.BUY and report.symbol == "AAPL"
-    same_wire(wire.trade_update_to_wire(u), message, EXTRA_ORDER_FIELDS)
+    same_wire(wire_format.trade_update_to_wire(u), message, EXTRA_ORDER_FIELDS)
 
 
 def test_reference_fill_order_average_and_remaining_quantity():
-    u = wire.parse_trade_update(TU_FILL["data"])
+    u = wire_parse.parse_trade_update(TU_FILL["data"])
     assert u.order.filled_avg_price == Decimal("178.492") and u.order.remaining_qty == 0
     assert u.order.filled_at == utc(2026, 9, 16, 14, 2, 13, 940211)
     assert u.order.status.is_terminal
 
 
 def test_reference_account_parses_and_serializes_to_the_same_fields_without_pdt():
-    a = wire.parse_account(ACCOUNT)
+    a = wire_parse.parse_account(ACCOUNT)
     assert (a.id, a.account_number, a.status) == (
         "3f6c2b8e-9a41-4c7d-b2e5-1d0a7c9e4f21",
         "PA3KXN2Q8ZV1",
@@ -466,7 +467,7 @@ def test_reference_account_parses_and_serializes_to_the_same_fields_without_pdt(
     assert a.equity == a.cash + a.long_market_value + a.short_market_value
     assert a.buying_power == (a.equity - a.initial_margin) * a.multiplier
     assert a.maintenance_margin == Decimal("3517.008") and a.shorting_enabled
-    out = wire.account_to_wire(a, wire.req_ts(ACCOUNT["created_at"], "created_at"))
+    out = wire_format.account_to_wire(a, wire_parse.req_ts(ACCOUNT["created_at"], "created_at"))
     assert set(out) == set(ACCOUNT)
     assert not {"pattern_day_trader", "daytrade_count", "daytrading_buying_power"} & set(out)
     for key, value in ACCOUNT.items():
@@ -476,78 +477,78 @@ def test_reference_account_parses_and_serializes_to_the_same_fields_without_pdt(
 
 
 def test_reference_position_round_trips_exactly_including_derived_ratios():
-    p = wire.parse_position(POSITION)
+    p = wire_parse.parse_position(POSITION)
     assert p.qty == 50 and p.side is PositionSide.LONG and p.exchange == "NASDAQ"
     assert p.avg_entry_price == Decimal("172.31") and p.cost_basis == Decimal("8615.5")
-    assert wire.position_to_wire(p) == POSITION
+    assert wire_format.position_to_wire(p) == POSITION
 
 
 def test_short_position_keeps_a_negative_quantity_even_when_sent_unsigned():
-    p = wire.parse_position({**POSITION, "qty": "5", "side": "short"})
+    p = wire_parse.parse_position({**POSITION, "qty": "5", "side": "short"})
     assert p.qty == -5 and p.side is PositionSide.SHORT
-    assert wire.position_to_wire(p)["qty"] == "-5"
+    assert wire_format.position_to_wire(p)["qty"] == "-5"
 
 
 @pytest.mark.parametrize("ref", [ASSET_EQUITY, ASSET_CRYPTO], ids=["equity", "crypto"])
 def test_reference_assets_round_trip_with_increments_as_strings(ref):
-    a = wire.parse_asset(ref)
+    a = wire_parse.parse_asset(ref)
     assert a.symbol == ref["symbol"] and a.status is AssetStatus.ACTIVE
     assert a.maintenance_margin_requirement == ref["maintenance_margin_requirement"]
-    same_wire(wire.asset_to_wire(a), ref, {"cusip"})
+    same_wire(wire_format.asset_to_wire(a), ref, {"cusip"})
 
 
 def test_crypto_asset_carries_its_size_and_price_increments():
-    a = wire.parse_asset(ASSET_CRYPTO)
+    a = wire_parse.parse_asset(ASSET_CRYPTO)
     assert a.asset_class is AssetClass.CRYPTO and a.cusip is None
     assert a.min_order_size == Decimal("0.0001")
     assert a.min_trade_increment == Decimal("1E-9") and a.price_increment == 1
-    assert wire.parse_asset(ASSET_EQUITY).cusip == "037833100"
+    assert wire_parse.parse_asset(ASSET_EQUITY).cusip == "037833100"
 
 
 def test_equity_asset_serializes_without_the_crypto_increments():
-    out = wire.asset_to_wire(wire.parse_asset(ASSET_EQUITY))
+    out = wire_format.asset_to_wire(wire_parse.parse_asset(ASSET_EQUITY))
     assert out == ASSET_EQUITY
 
 
 def test_reference_clock_in_eastern_offsets_parses_to_utc_and_serializes_back():
-    c = wire.parse_clock(CLOCK)
+    c = wire_parse.parse_clock(CLOCK)
     assert c.timestamp == utc(2026, 9, 16, 14, 2, 14, 223471) and c.is_open
     assert c.next_open == utc(2026, 9, 17, 13, 30) and c.next_close == utc(2026, 9, 16, 20)
-    out = wire.clock_to_wire(c)
+    out = wire_format.clock_to_wire(c)
     assert out["next_open"] == "2026-09-17T09:30:00-04:00"
     same_wire(out, CLOCK)
 
 
 def test_clock_uses_the_winter_offset_in_january():
     c = ClockReport(utc(2026, 1, 5, 15), True, utc(2026, 1, 6, 14, 30), utc(2026, 1, 5, 21))
-    out = wire.clock_to_wire(c)
+    out = wire_format.clock_to_wire(c)
     assert out["timestamp"] == "2026-01-05T10:00:00-05:00"
     assert out["next_open"] == "2026-01-06T09:30:00-05:00"
 
 
 def test_reference_calendar_round_trips_exactly():
-    days = [wire.parse_calendar_day(row) for row in CALENDAR]
+    days = [wire_parse.parse_calendar_day(row) for row in CALENDAR]
     assert days[0] == CalendarDay(
         date(2026, 9, 16), time(9, 30), time(16), time(4), time(20), date(2026, 9, 17)
     )
-    assert [wire.calendar_day_to_wire(d) for d in days] == CALENDAR
+    assert [wire_format.calendar_day_to_wire(d) for d in days] == CALENDAR
 
 
 def test_reference_bars_parse_and_serialize_back():
     for symbol, rows in BARS["bars"].items():
         for row in rows:
-            bar = wire.parse_bar(symbol, row)
+            bar = wire_parse.parse_bar(symbol, row)
             assert bar.symbol == symbol and bar.trade_count == row["n"]
             assert bar.open == Decimal(str(row["o"])) and bar.vwap == Decimal(str(row["vw"]))
-            assert wire.bar_to_wire(bar) == row
-    first = wire.parse_bar("AAPL", BARS["bars"]["AAPL"][0])
+            assert wire_format.bar_to_wire(bar) == row
+    first = wire_parse.parse_bar("AAPL", BARS["bars"]["AAPL"][0])
     assert first.timestamp == utc(2026, 9, 15, 13, 30) and first.volume == 41236
 
 
 def test_alpaca_py_request_body_with_float_numbers_parses_like_strings():
     floats = {**ORDER, **{k: ORDER_REQUEST[k] for k in ("qty", "limit_price")}}
-    assert wire.parse_order(floats) == wire.parse_order(ORDER)
-    assert wire.dec(ORDER_REQUEST["limit_price"]) == Decimal("178.5")
+    assert wire_parse.parse_order(floats) == wire_parse.parse_order(ORDER)
+    assert wire_parse.dec(ORDER_REQUEST["limit_price"]) == Decimal("178.5")
 
 
 # -- tolerance ------------------------------------------------------------------------------------
@@ -566,63 +567,63 @@ def test_mleg_order_with_empty_strings_and_null_legs_parses():
         "position_intent": "",
         "legs": None,
     }
-    o = wire.parse_order(mleg)
+    o = wire_parse.parse_order(mleg)
     assert o.order_class == "mleg" and o.legs == () and o.symbol == "" and o.asset_id is None
     assert o.asset_class is AssetClass.UNKNOWN and o.side is Side.UNKNOWN
     assert o.type is OrderType.UNKNOWN and o.position_intent is None
-    out = wire.order_to_wire(o)
+    out = wire_format.order_to_wire(o)
     assert (out["asset_class"], out["side"], out["type"], out["order_type"]) == ("", "", "", "")
 
 
 def test_missing_asset_class_defaults_to_us_equity_and_extra_keys_are_ignored():
     payload = {k: v for k, v in ORDER.items() if k != "asset_class"}
     payload.update({"ratio_qty": "1", "borrow_status": "x", "event_id": "01J..."})
-    assert wire.parse_order(payload).asset_class is AssetClass.US_EQUITY
+    assert wire_parse.parse_order(payload).asset_class is AssetClass.US_EQUITY
 
 
 def test_order_class_simple_and_empty_are_both_kept_as_sent():
-    assert wire.parse_order({**ORDER, "order_class": "simple"}).order_class == "simple"
-    assert wire.parse_order({**ORDER, "order_class": None}).order_class == ""
+    assert wire_parse.parse_order({**ORDER, "order_class": "simple"}).order_class == "simple"
+    assert wire_parse.parse_order({**ORDER, "order_class": None}).order_class == ""
 
 
 def test_unknown_enum_values_become_unknown_and_keep_their_raw_text():
-    o = wire.parse_order(
+    o = wire_parse.parse_order(
         {**ORDER, "status": "pending_review_v2", "side": "sell_short", "time_in_force": "gtd"}
     )
     assert o.status is OrderStatus.UNKNOWN and o.raw_status == "pending_review_v2"
     assert o.side is Side.UNKNOWN and o.raw_value("side") == "sell_short"
     assert o.time_in_force is TimeInForce.UNKNOWN and o.raw_value("time_in_force") == "gtd"
     assert not o.status.is_open and not o.status.is_terminal
-    out = wire.order_to_wire(o)
+    out = wire_format.order_to_wire(o)
     assert (out["status"], out["side"], out["time_in_force"]) == (
         "pending_review_v2",
         "sell_short",
         "gtd",
     )
-    u = wire.parse_trade_update({**TU_NEW["data"], "event": "order_expired_v2"})
+    u = wire_parse.parse_trade_update({**TU_NEW["data"], "event": "order_expired_v2"})
     assert u.event is TradeEvent.UNKNOWN and u.event_raw == "order_expired_v2"
-    assert wire.trade_update_to_wire(u)["data"]["event"] == "order_expired_v2"
-    a = wire.parse_asset({**ASSET_EQUITY, "class": "us_future", "status": "halted"})
+    assert wire_format.trade_update_to_wire(u)["data"]["event"] == "order_expired_v2"
+    a = wire_parse.parse_asset({**ASSET_EQUITY, "class": "us_future", "status": "halted"})
     assert a.asset_class is AssetClass.UNKNOWN and a.raw["class"] == "us_future"
-    assert wire.asset_to_wire(a)["class"] == "us_future"
-    p = wire.parse_position({**POSITION, "asset_class": "crypto_perp"})
+    assert wire_format.asset_to_wire(a)["class"] == "us_future"
+    p = wire_parse.parse_position({**POSITION, "asset_class": "crypto_perp"})
     assert p.asset_class is AssetClass.CRYPTO_PERP
 
 
 def test_enum_values_are_matched_case_insensitively():
-    o = wire.parse_order({**ORDER, "status": "FILLED", "side": "Sell", "type": "LIMIT"})
+    o = wire_parse.parse_order({**ORDER, "status": "FILLED", "side": "Sell", "type": "LIMIT"})
     assert (o.status, o.side, o.type) == (OrderStatus.FILLED, Side.SELL, OrderType.LIMIT)
     assert o.raw_status == "FILLED"
 
 
 def test_trade_update_falls_back_to_at_when_timestamp_is_missing():
     data = {k: v for k, v in TU_NEW["data"].items() if k != "timestamp"}
-    u = wire.parse_trade_update({**data, "at": "2026-09-16T10:02:11-04:00"})
+    u = wire_parse.parse_trade_update({**data, "at": "2026-09-16T10:02:11-04:00"})
     assert u.timestamp == utc(2026, 9, 16, 14, 2, 11)
 
 
 def test_calendar_accepts_hhmm_without_colon_and_seconds():
-    d = wire.parse_calendar_day({"date": "2026-11-27", "open": "0930", "close": "13:00:00"})
+    d = wire_parse.parse_calendar_day({"date": "2026-11-27", "open": "0930", "close": "13:00:00"})
     assert (d.open, d.close, d.settlement_date) == (time(9, 30), time(13), None)
 
 
@@ -640,7 +641,7 @@ def test_calendar_accepts_hhmm_without_colon_and_seconds():
     ],
 )
 def test_timestamps_with_any_fraction_and_offset_parse_to_utc(text, expected):
-    out = wire.ts(text)
+    out = wire_parse.ts(text)
     assert out == expected and out.tzinfo is UTC
 
 
@@ -661,34 +662,34 @@ def test_timestamps_with_any_fraction_and_offset_parse_to_utc(text, expected):
 )
 def test_malformed_timestamps_raise_payload_error(text):
     with pytest.raises(PayloadError, match="created_at"):
-        wire.ts(text, "created_at")
+        wire_parse.ts(text, "created_at")
 
 
 @pytest.mark.parametrize(
     ("parse", "payload", "field"),
     [
-        (wire.parse_order, ORDER, "id"),
-        (wire.parse_order, ORDER, "client_order_id"),
-        (wire.parse_order, ORDER, "status"),
-        (wire.parse_order, ORDER, "created_at"),
-        (wire.parse_trade_update, TU_FILL["data"], "event"),
-        (wire.parse_trade_update, TU_FILL["data"], "timestamp"),
-        (wire.parse_trade_update, TU_FILL["data"], "order"),
-        (wire.parse_position, POSITION, "symbol"),
-        (wire.parse_position, POSITION, "qty"),
-        (wire.parse_position, POSITION, "avg_entry_price"),
-        (wire.parse_account, ACCOUNT, "id"),
-        (wire.parse_account, ACCOUNT, "account_number"),
-        (wire.parse_account, ACCOUNT, "status"),
-        (wire.parse_asset, ASSET_EQUITY, "id"),
-        (wire.parse_asset, ASSET_EQUITY, "symbol"),
-        (wire.parse_clock, CLOCK, "timestamp"),
-        (wire.parse_clock, CLOCK, "is_open"),
-        (wire.parse_clock, CLOCK, "next_open"),
-        (wire.parse_clock, CLOCK, "next_close"),
-        (wire.parse_calendar_day, CALENDAR[0], "date"),
-        (wire.parse_calendar_day, CALENDAR[0], "open"),
-        (wire.parse_calendar_day, CALENDAR[0], "close"),
+        (wire_parse.parse_order, ORDER, "id"),
+        (wire_parse.parse_order, ORDER, "client_order_id"),
+        (wire_parse.parse_order, ORDER, "status"),
+        (wire_parse.parse_order, ORDER, "created_at"),
+        (wire_parse.parse_trade_update, TU_FILL["data"], "event"),
+        (wire_parse.parse_trade_update, TU_FILL["data"], "timestamp"),
+        (wire_parse.parse_trade_update, TU_FILL["data"], "order"),
+        (wire_parse.parse_position, POSITION, "symbol"),
+        (wire_parse.parse_position, POSITION, "qty"),
+        (wire_parse.parse_position, POSITION, "avg_entry_price"),
+        (wire_parse.parse_account, ACCOUNT, "id"),
+        (wire_parse.parse_account, ACCOUNT, "account_number"),
+        (wire_parse.parse_account, ACCOUNT, "status"),
+        (wire_parse.parse_asset, ASSET_EQUITY, "id"),
+        (wire_parse.parse_asset, ASSET_EQUITY, "symbol"),
+        (wire_parse.parse_clock, CLOCK, "timestamp"),
+        (wire_parse.parse_clock, CLOCK, "is_open"),
+        (wire_parse.parse_clock, CLOCK, "next_open"),
+        (wire_parse.parse_clock, CLOCK, "next_close"),
+        (wire_parse.parse_calendar_day, CALENDAR[0], "date"),
+        (wire_parse.parse_calendar_day, CALENDAR[0], "open"),
+        (wire_parse.parse_calendar_day, CALENDAR[0], "close"),
     ],
 )
 @pytest.mark.parametrize("how", ["absent", "null", "empty"])
@@ -705,12 +706,12 @@ def test_missing_required_field_raises_payload_error_naming_it(parse, payload, f
 def test_error_in_a_leg_names_the_leg():
     legs = [dict(BRACKET["legs"][0]), {**BRACKET["legs"][1], "qty": "ten"}]
     with pytest.raises(PayloadError, match=r"order\.legs\[1\]\.qty"):
-        wire.parse_order({**BRACKET, "legs": legs})
+        wire_parse.parse_order({**BRACKET, "legs": legs})
 
 
 def test_bar_missing_a_price_names_it():
     with pytest.raises(PayloadError, match="bar.c"):
-        wire.parse_bar("AAPL", {**BARS["bars"]["AAPL"][0], "c": None})
+        wire_parse.parse_bar("AAPL", {**BARS["bars"]["AAPL"][0], "c": None})
 
 
 @pytest.mark.parametrize(
@@ -729,16 +730,16 @@ def test_bar_missing_a_price_names_it():
     ],
 )
 def test_numbers_serialize_as_plain_strings_with_trailing_zeros_trimmed(value, expected):
-    assert wire.num(value) == expected
+    assert wire_format.num(value) == expected
 
 
 def test_stamps_are_utc_with_z_and_trimmed_microseconds():
     est = timezone(timedelta(hours=-5))
-    assert wire.stamp(datetime(2026, 1, 5, 10, 0, 0, 120000, tzinfo=est)) == (
+    assert wire_format.stamp(datetime(2026, 1, 5, 10, 0, 0, 120000, tzinfo=est)) == (
         "2026-01-05T15:00:00.12Z"
     )
-    assert wire.stamp(utc(2026, 9, 16, 20)) == "2026-09-16T20:00:00Z"
-    assert wire.stamp(datetime(2026, 9, 16, 20)) == "2026-09-16T20:00:00Z"  # naive is UTC
+    assert wire_format.stamp(utc(2026, 9, 16, 20)) == "2026-09-16T20:00:00Z"
+    assert wire_format.stamp(datetime(2026, 9, 16, 20)) == "2026-09-16T20:00:00Z"  # naive is UTC
 
 
 # -- strategies -----------------------------------------------------------------------------------
@@ -918,58 +919,61 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 @FAST
 @given(orders())
 def test_order_round_trips_through_the_wire(order):
-    assert wire.parse_order(json.loads(json.dumps(wire.order_to_wire(order)))) == order
+    assert wire_parse.parse_order(json.loads(json.dumps(wire_format.order_to_wire(order)))) == order
 
 
 @FAST
 @given(trade_updates())
 def test_trade_update_round_trips_through_the_wire(update):
-    message = json.loads(json.dumps(wire.trade_update_to_wire(update)))
+    message = json.loads(json.dumps(wire_format.trade_update_to_wire(update)))
     assert message["stream"] == "trade_updates"
-    assert wire.parse_trade_update(message["data"]) == update
+    assert wire_parse.parse_trade_update(message["data"]) == update
 
 
 @FAST
 @given(positions())
 def test_position_round_trips_through_the_wire(position):
-    assert wire.parse_position(json.loads(json.dumps(wire.position_to_wire(position)))) == position
+    assert (
+        wire_parse.parse_position(json.loads(json.dumps(wire_format.position_to_wire(position))))
+        == position
+    )
 
 
 @FAST
 @given(accounts, moments)
 def test_account_round_trips_through_the_wire(account, created):
-    assert wire.parse_account(wire.account_to_wire(account, created)) == account
+    assert wire_parse.parse_account(wire_format.account_to_wire(account, created)) == account
 
 
 @FAST
 @given(assets)
 def test_asset_round_trips_through_the_wire(asset):
-    assert wire.parse_asset(json.loads(json.dumps(wire.asset_to_wire(asset)))) == asset
+    assert wire_parse.parse_asset(json.loads(json.dumps(wire_format.asset_to_wire(asset)))) == asset
 
 
 @FAST
 @given(clocks)
 def test_clock_round_trips_through_eastern_time(clock):
-    assert wire.parse_clock(wire.clock_to_wire(clock)) == clock
+    assert wire_parse.parse_clock(wire_format.clock_to_wire(clock)) == clock
 
 
 @FAST
 @given(calendar_days)
 def test_calendar_day_round_trips_through_the_wire(day):
-    assert wire.parse_calendar_day(wire.calendar_day_to_wire(day)) == day
+    assert wire_parse.parse_calendar_day(wire_format.calendar_day_to_wire(day)) == day
 
 
 @FAST
 @given(bars)
 def test_bar_round_trips_through_json_numbers(bar):
-    assert wire.parse_bar("AAPL", json.loads(json.dumps(wire.bar_to_wire(bar)))) == bar
+    assert wire_parse.parse_bar("AAPL", json.loads(json.dumps(wire_format.bar_to_wire(bar)))) == bar
 
 
 # -- scalar properties ----------------------------------------------------------------------------
 
 
 def in_range(d: Decimal) -> bool:
-    """Within wire.dec's accepted magnitudes (1e-30 .. 1e30, or zero)."""
+    """Within wire_parse.dec's accepted magnitudes (1e-30 .. 1e30, or zero)."""
     return d.is_zero() or abs(d.adjusted()) <= 30
 
 
@@ -981,16 +985,20 @@ finite = st.decimals(
 @settings(max_examples=200, deadline=None)
 @given(finite)
 def test_decimal_parses_the_same_from_any_string_notation(value):
-    assert wire.dec(str(value)) == value
-    assert wire.dec(format(value, "f")) == value
-    assert wire.dec(f" {value} ") == value
-    assert wire.dec(wire.num(value)) == value
+    assert wire_parse.dec(str(value)) == value
+    assert wire_parse.dec(format(value, "f")) == value
+    assert wire_parse.dec(f" {value} ") == value
+    assert wire_parse.dec(wire_format.num(value)) == value
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(-(10**20), 10**20))
 def test_integers_parse_the_same_as_json_numbers_and_strings(value):
-    assert wire.dec(value) == wire.dec(str(value)) == wire.dec(json.loads(json.dumps(value)))
+    assert (
+        wire_parse.dec(value)
+        == wire_parse.dec(str(value))
+        == wire_parse.dec(json.loads(json.dumps(value)))
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -1000,8 +1008,8 @@ def test_integers_parse_the_same_as_json_numbers_and_strings(value):
     )
 )
 def test_floats_parse_as_their_shortest_repr_like_a_json_number(value):
-    assert wire.dec(value) == Decimal(repr(value)) == wire.dec(json.dumps(value))
-    assert wire.dec(value) == wire.dec(json.loads(json.dumps(value)))
+    assert wire_parse.dec(value) == Decimal(repr(value)) == wire_parse.dec(json.dumps(value))
+    assert wire_parse.dec(value) == wire_parse.dec(json.loads(json.dumps(value)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -1028,7 +1036,7 @@ def test_rfc3339_timestamps_parse_to_the_same_instant(moment, nanos, digits, off
         text += f"{sign}{hh:02d}:{mm:02d}" if form == "colon" else f"{sign}{hh:02d}{mm:02d}"
     micro = int(nine[:digits].ljust(6, "0")[:6]) if digits else 0
     expected = local.replace(microsecond=micro).astimezone(UTC)
-    out = wire.ts(text)
+    out = wire_parse.ts(text)
     assert out == expected and out.utcoffset() == timedelta(0)
 
 
@@ -1036,7 +1044,7 @@ def test_rfc3339_timestamps_parse_to_the_same_instant(moment, nanos, digits, off
 @given(st.text() | st.from_regex(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{4})?"))
 def test_timestamp_parser_raises_only_payload_error(text):
     try:
-        out = wire.ts(text)
+        out = wire_parse.ts(text)
     except PayloadError:
         return
     assert out is None or out.tzinfo is UTC
@@ -1070,15 +1078,15 @@ json_values = st.recursive(
 field_values = st.sampled_from(EDGE_VALUES) | json_values
 
 PARSERS = {
-    "order": (wire.parse_order, ORDER),
-    "bracket": (wire.parse_order, BRACKET),
-    "trade_update": (wire.parse_trade_update, TU_FILL["data"]),
-    "position": (wire.parse_position, POSITION),
-    "account": (wire.parse_account, ACCOUNT),
-    "asset": (wire.parse_asset, ASSET_CRYPTO),
-    "clock": (wire.parse_clock, CLOCK),
-    "calendar": (wire.parse_calendar_day, CALENDAR[0]),
-    "bar": (lambda d: wire.parse_bar("AAPL", d), BARS["bars"]["AAPL"][0]),
+    "order": (wire_parse.parse_order, ORDER),
+    "bracket": (wire_parse.parse_order, BRACKET),
+    "trade_update": (wire_parse.parse_trade_update, TU_FILL["data"]),
+    "position": (wire_parse.parse_position, POSITION),
+    "account": (wire_parse.parse_account, ACCOUNT),
+    "asset": (wire_parse.parse_asset, ASSET_CRYPTO),
+    "clock": (wire_parse.parse_clock, CLOCK),
+    "calendar": (wire_parse.parse_calendar_day, CALENDAR[0]),
+    "bar": (lambda d: wire_parse.parse_bar("AAPL", d), BARS["bars"]["AAPL"][0]),
 }
 
 
@@ -1118,11 +1126,11 @@ def test_malformed_payloads_raise_only_payload_error(name, data):
 
 
 def test_absurd_magnitudes_are_refused_but_zero_in_any_exponent_is_zero():
-    assert wire.dec("1e30") == Decimal("1e30") and wire.dec("1e-30") == Decimal("1e-30")
-    assert wire.dec("0E-50") == 0 and wire.dec(0.0) == 0
+    assert wire_parse.dec("1e30") == Decimal("1e30") and wire_parse.dec("1e-30") == Decimal("1e-30")
+    assert wire_parse.dec("0E-50") == 0 and wire_parse.dec(0.0) == 0
     for value in ("1e31", "1e-31", 1e-35):
         with pytest.raises(PayloadError, match="out of range"):
-            wire.dec(value)
+            wire_parse.dec(value)
 
 
 @pytest.mark.parametrize(
@@ -1130,7 +1138,7 @@ def test_absurd_magnitudes_are_refused_but_zero_in_any_exponent_is_zero():
 )
 def test_unusable_numbers_raise_payload_error_naming_the_field(value):
     with pytest.raises(PayloadError, match="order.qty"):
-        wire.parse_order({**ORDER, "qty": value})
+        wire_parse.parse_order({**ORDER, "qty": value})
 
 
 # -- the real alpaca-py models accept what we serialize -------------------------------------------
@@ -1143,27 +1151,29 @@ def alpaca_models():
 
 def test_alpaca_py_parses_the_reference_shapes_we_serialize(alpaca_models):
     m = alpaca_models
-    order = m.Order(**wire.order_to_wire(wire.parse_order(ORDER)))
+    order = m.Order(**wire_format.order_to_wire(wire_parse.parse_order(ORDER)))
     assert order.client_order_id == "tk-20260916-aapl-0001" and order.qty == "100"
     assert order.order_class.value == "simple" and order.position_intent.value == "buy_to_open"
-    bracket = m.Order(**wire.order_to_wire(wire.parse_order(BRACKET)))
+    bracket = m.Order(**wire_format.order_to_wire(wire_parse.parse_order(BRACKET)))
     assert [leg.status.value for leg in bracket.legs] == ["new", "held"]
-    position = m.Position(**wire.position_to_wire(wire.parse_position(POSITION)))
+    position = m.Position(**wire_format.position_to_wire(wire_parse.parse_position(POSITION)))
     assert position.unrealized_plpc == "0.0337182984156462"
-    account = m.TradeAccount(**wire.account_to_wire(wire.parse_account(ACCOUNT), utc(2025, 11, 3)))
+    account = m.TradeAccount(
+        **wire_format.account_to_wire(wire_parse.parse_account(ACCOUNT), utc(2025, 11, 3))
+    )
     assert account.status.value == "ACTIVE" and account.pattern_day_trader is None
     for ref in (ASSET_EQUITY, ASSET_CRYPTO):
-        asset = m.Asset(**wire.asset_to_wire(wire.parse_asset(ref)))
+        asset = m.Asset(**wire_format.asset_to_wire(wire_parse.parse_asset(ref)))
         assert asset.symbol == ref["symbol"]
-    assert m.Asset(**wire.asset_to_wire(wire.parse_asset(ASSET_CRYPTO))).min_trade_increment == (
-        1e-9
-    )
-    clock = m.Clock(**wire.clock_to_wire(wire.parse_clock(CLOCK)))
+    assert m.Asset(
+        **wire_format.asset_to_wire(wire_parse.parse_asset(ASSET_CRYPTO))
+    ).min_trade_increment == (1e-9)
+    clock = m.Clock(**wire_format.clock_to_wire(wire_parse.parse_clock(CLOCK)))
     assert clock.next_open == utc(2026, 9, 17, 13, 30)
-    cal = m.Calendar(**wire.calendar_day_to_wire(wire.parse_calendar_day(CALENDAR[0])))
+    cal = m.Calendar(**wire_format.calendar_day_to_wire(wire_parse.parse_calendar_day(CALENDAR[0])))
     assert cal.open == datetime(2026, 9, 16, 9, 30) and cal.close == datetime(2026, 9, 16, 16)
     for message in (TU_NEW, TU_PARTIAL, TU_FILL):
-        out = wire.trade_update_to_wire(wire.parse_trade_update(message["data"]))
+        out = wire_format.trade_update_to_wire(wire_parse.parse_trade_update(message["data"]))
         update = m.TradeUpdate(**out["data"])
         assert update.event == message["data"]["event"]
         assert update.qty == (float(message["data"]["qty"]) if "qty" in message["data"] else None)
@@ -1172,7 +1182,7 @@ def test_alpaca_py_parses_the_reference_shapes_we_serialize(alpaca_models):
 def test_alpaca_py_accepts_an_mleg_order_with_empty_strings(alpaca_models):
     mleg = {**ORDER, "order_class": "mleg", "asset_class": "", "side": "", "type": ""}
     mleg["order_type"] = ""
-    order = alpaca_models.Order(**wire.order_to_wire(wire.parse_order(mleg)))
+    order = alpaca_models.Order(**wire_format.order_to_wire(wire_parse.parse_order(mleg)))
     assert order.asset_class is None and order.side is None and order.type is None
 
 
@@ -1196,7 +1206,7 @@ def test_alpaca_py_order_model_accepts_every_order_we_serialize(alpaca_models, o
         return replace(o, legs=tuple(known_only(leg) for leg in o.legs), **pick)
 
     order = known_only(order)
-    parsed = alpaca_models.Order(**wire.order_to_wire(order))
+    parsed = alpaca_models.Order(**wire_format.order_to_wire(order))
     assert str(parsed.id) == order.id and parsed.status.value == order.status.value
     assert parsed.updated_at == order.updated_at and parsed.extended_hours == order.extended_hours
     assert len(parsed.legs or []) == len(order.legs)
@@ -1210,7 +1220,7 @@ def test_alpaca_py_trade_update_model_accepts_every_update_we_serialize(alpaca_m
     from dataclasses import replace
 
     order = replace(update.order, status=OrderStatus.NEW, time_in_force=TimeInForce.DAY, legs=())
-    data = wire.trade_update_to_wire(replace(update, order=order))["data"]
+    data = wire_format.trade_update_to_wire(replace(update, order=order))["data"]
     parsed = alpaca_models.TradeUpdate(**data)
     assert parsed.event == update.event.value
     assert parsed.timestamp == update.timestamp
@@ -1233,7 +1243,7 @@ def test_alpaca_py_models_accept_positions_assets_accounts_clocks_calendars(
     position = replace(position, cost_basis=position.cost_basis or Decimal(0))
     if position.asset_class is AssetClass.UNKNOWN:
         position = replace(position, asset_class=AssetClass.US_EQUITY)
-    assert m.Position(**wire.position_to_wire(position)).qty == wire.num(position.qty)
+    assert m.Position(**wire_format.position_to_wire(position)).qty == wire_format.num(position.qty)
     asset = replace(
         asset,
         asset_class=AssetClass.CRYPTO
@@ -1241,9 +1251,9 @@ def test_alpaca_py_models_accept_positions_assets_accounts_clocks_calendars(
         else asset.asset_class,
         status=AssetStatus.ACTIVE,
     )
-    assert m.Asset(**wire.asset_to_wire(asset)).symbol == asset.symbol
-    assert m.TradeAccount(**wire.account_to_wire(account, clock.timestamp)).id.hex == (
+    assert m.Asset(**wire_format.asset_to_wire(asset)).symbol == asset.symbol
+    assert m.TradeAccount(**wire_format.account_to_wire(account, clock.timestamp)).id.hex == (
         account.id.replace("-", "")
     )
-    assert m.Clock(**wire.clock_to_wire(clock)).next_close == clock.next_close
-    assert m.Calendar(**wire.calendar_day_to_wire(day)).date == day.date
+    assert m.Clock(**wire_format.clock_to_wire(clock)).next_close == clock.next_close
+    assert m.Calendar(**wire_format.calendar_day_to_wire(day)).date == day.date

@@ -25,7 +25,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mqd_cli import wire
 from mqd_cli.brokers.errors import (
     AuthFailed,
     BrokerCallError,
@@ -48,9 +47,11 @@ from mqd_cli.model import (
     PositionReport,
     TimeInForce,
 )
+from mqd_cli.wire import format as wire_format
+from mqd_cli.wire import parse as wire_parse
 
 if TYPE_CHECKING:
-    from mqd_cli.config import AlpacaSettings
+    from mqd_cli.config.settings import AlpacaSettings
     from mqd_cli.factory import Services
 
 T = TypeVar("T")
@@ -110,7 +111,7 @@ def timeframe_text(timeframe: str | timedelta) -> str:
 
 
 def _iso(value: datetime) -> str:
-    return wire.as_utc(value).isoformat()
+    return wire_parse.as_utc(value).isoformat()
 
 
 def _epoch(value: str | None) -> datetime | None:
@@ -170,13 +171,13 @@ def intent_to_wire(intent: OrderIntent) -> dict[str, Any]:
         "time_in_force": intent.time_in_force.value,
     }
     if intent.qty is not None:
-        body["qty"] = wire.num(intent.qty)
+        body["qty"] = wire_format.num(intent.qty)
     if intent.notional is not None:
-        body["notional"] = wire.num(intent.notional)
+        body["notional"] = wire_format.num(intent.notional)
     for name in ("limit_price", "stop_price", "trail_price", "trail_percent"):
         value = getattr(intent, name)
         if value is not None:
-            body[name] = wire.num(value)
+            body[name] = wire_format.num(value)
     if intent.extended_hours:
         body["extended_hours"] = True
     if intent.client_order_id:
@@ -270,21 +271,21 @@ class AlpacaBroker:
     def _parse(self, parse: Callable[[Any], T], payload: Any) -> T:
         try:
             return parse(payload)
-        except wire.PayloadError as exc:
+        except wire_parse.PayloadError as exc:
             raise BrokerUnavailable(f"unexpected payload from Alpaca: {exc}") from None
 
     # -- account and positions --------------------------------------------------------------
 
     def get_account(self) -> AccountReport:
-        return self._parse(wire.parse_account, self._call(self._client.get_account))
+        return self._parse(wire_parse.parse_account, self._call(self._client.get_account))
 
     def list_positions(self) -> list[PositionReport]:
         rows = self._call(self._client.get_all_positions) or []
-        return [self._parse(wire.parse_position, row) for row in rows]
+        return [self._parse(wire_parse.parse_position, row) for row in rows]
 
     def get_position(self, symbol: str) -> PositionReport:
         row = self._call(lambda: self._client.get_open_position(symbol))
-        return self._parse(wire.parse_position, row)
+        return self._parse(wire_parse.parse_position, row)
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -314,7 +315,7 @@ class AlpacaBroker:
             if symbols:
                 params["symbols"] = ",".join(symbols)
             rows = self._call(lambda p=params: self._client.get("/orders", p)) or []
-            page = [self._parse(wire.parse_order, row) for row in rows]
+            page = [self._parse(wire_parse.parse_order, row) for row in rows]
             new = [o for o in page if o.id not in seen]
             for order in new:
                 seen[order.id] = order
@@ -333,11 +334,11 @@ class AlpacaBroker:
         if not _is_uuid(order_id):
             raise NotFound(f"order not found: {order_id!r} is not an order id", status=None)
         row = self._call(lambda: self._client.get_order_by_id(order_id))
-        return self._parse(wire.parse_order, row)
+        return self._parse(wire_parse.parse_order, row)
 
     def get_order_by_client_id(self, client_order_id: str) -> OrderReport:
         row = self._call(lambda: self._client.get_order_by_client_id(client_order_id))
-        return self._parse(wire.parse_order, row)
+        return self._parse(wire_parse.parse_order, row)
 
     def submit_order(self, intent: OrderIntent) -> OrderReport:
         """Submit once; after an ambiguous failure, look the order up instead of resubmitting."""
@@ -367,7 +368,7 @@ class AlpacaBroker:
                     code=exc.code,
                     body=exc.body,
                 ) from None
-        return self._parse(wire.parse_order, row)
+        return self._parse(wire_parse.parse_order, row)
 
     def cancel_order(self, order_id: str) -> None:
         if not _is_uuid(order_id):
@@ -382,7 +383,7 @@ class AlpacaBroker:
                 raise BrokerUnavailable(f"unexpected cancel-all row from Alpaca: {row!r}")
             body = row.get("body")
             order = (
-                self._parse(wire.parse_order, body)
+                self._parse(wire_parse.parse_order, body)
                 if isinstance(body, dict) and body.get("id")
                 else None
             )
@@ -410,14 +411,14 @@ class AlpacaBroker:
             ("trail", trail),
         ):
             if value is not None:
-                body[name] = wire.num(value)
+                body[name] = wire_format.num(value)
         if time_in_force is not None:
             body["time_in_force"] = time_in_force.value
         if client_order_id is not None:
             body["client_order_id"] = client_order_id
         # A replace creates a new order: not retried blindly either.
         row = self._call(lambda: self._client.patch(f"/orders/{order_id}", body), idempotent=False)
-        return self._parse(wire.parse_order, row)
+        return self._parse(wire_parse.parse_order, row)
 
     # -- assets, clock, calendar ------------------------------------------------------------
 
@@ -433,19 +434,21 @@ class AlpacaBroker:
             if status:
                 params["status"] = status
             rows = self._call(lambda p=params: self._client.get("/assets", p)) or []
-            out.extend(self._parse(wire.parse_asset, row) for row in rows)
+            out.extend(self._parse(wire_parse.parse_asset, row) for row in rows)
         return out
 
     def get_asset(self, symbol: str) -> AssetInfo:
-        return self._parse(wire.parse_asset, self._call(lambda: self._client.get_asset(symbol)))
+        return self._parse(
+            wire_parse.parse_asset, self._call(lambda: self._client.get_asset(symbol))
+        )
 
     def get_clock(self) -> ClockReport:
-        return self._parse(wire.parse_clock, self._call(self._client.get_clock))
+        return self._parse(wire_parse.parse_clock, self._call(self._client.get_clock))
 
     def get_calendar(self, start: date, end: date) -> list[CalendarDay]:
         params = {"start": start.isoformat(), "end": end.isoformat()}
         rows = self._call(lambda: self._client.get("/calendar", params)) or []
-        return [self._parse(wire.parse_calendar_day, row) for row in rows]
+        return [self._parse(wire_parse.parse_calendar_day, row) for row in rows]
 
     # -- market data ------------------------------------------------------------------------
 
@@ -485,7 +488,9 @@ class AlpacaBroker:
             for symbol, rows in bars.items():
                 if not isinstance(rows, list):
                     raise BrokerUnavailable(f"unexpected bars payload for {symbol}")
-                parsed = [self._parse(lambda r, s=symbol: wire.parse_bar(s, r), r) for r in rows]
+                parsed = [
+                    self._parse(lambda r, s=symbol: wire_parse.parse_bar(s, r), r) for r in rows
+                ]
                 out.setdefault(symbol, []).extend(parsed)
                 total += len(parsed)
             token = doc.get("next_page_token")

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from mqd_cli.config import Settings
+    from mqd_cli.commands.output import Output
+    from mqd_cli.config.settings import Settings
     from mqd_cli.factory import Services
-    from mqd_cli.output import Output
 
 ConfigOpt = Annotated[
     Path | None,
@@ -65,8 +65,8 @@ def cli(
 
     When no config file exists the built-in defaults apply and a note says so on stderr.
     """
+    from mqd_cli.commands.output import Output
     from mqd_cli.factory import Services
-    from mqd_cli.output import Output
 
     out = Output(json_mode=json_out, verbose=verbose)
     services = Services.from_config(config)

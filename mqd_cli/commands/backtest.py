@@ -15,7 +15,7 @@ from mqd_cli.errors import UsageError
 
 def parse_when(text: str, option: str) -> datetime:
     """RFC 3339 or ``YYYY-MM-DD[ HH:MM[:SS]]``; a time without a zone is UTC."""
-    from mqd_cli.wire import as_utc
+    from mqd_cli.wire.parse import as_utc
 
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -108,8 +108,8 @@ def register(app: typer.Typer) -> None:
         """
         from dataclasses import replace
 
-        from mqd_cli.backtest import csv_span, run_backtest
-        from mqd_cli.prices import DEFAULT_ORIGIN
+        from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN
+        from mqd_cli.trading.backtest import csv_span, run_backtest
 
         if data is not None and synthetic:
             raise UsageError("--data and --synthetic exclude each other", "pick one source")
@@ -120,8 +120,8 @@ def register(app: typer.Typer) -> None:
             chosen = _symbols(symbols)
             first = last = None
             if data is not None:
-                from mqd_cli.backtest import build_broker
                 from mqd_cli.clock import BacktestClock
+                from mqd_cli.trading.backtest import build_broker
 
                 probe = build_broker(settings, BacktestClock(DEFAULT_ORIGIN), data)
                 in_file = sorted(probe.prices.symbols)
@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
                 if progress:
                     progress.close()
             if plot is not None:
-                from mqd_cli.backtest import write_plot
+                from mqd_cli.trading.backtest import write_plot
 
                 write_plot(result, plot)
             if json_out:
@@ -212,7 +212,7 @@ def _pct(value: float | None) -> str:
 
 
 def render(out, result, n_trades: int) -> None:
-    from mqd_cli.engine import _num
+    from mqd_cli.trading.engine import _num
 
     d = result.as_dict(trades=False)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(d["exit_reasons"].items())) or "-"

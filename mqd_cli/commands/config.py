@@ -32,22 +32,22 @@ def register(app: typer.Typer) -> None:
 
         Example: mqd config init
         """
-        from mqd_cli import config as cfg
-        from mqd_cli.output import Output
+        from mqd_cli.commands.output import Output
+        from mqd_cli.config import loading as cfg_loading
 
         out = Output(json_mode=json_out, verbose=verbose)
-        path = config or cfg.default_config_path()
+        path = config or cfg_loading.default_config_path()
         if path.exists() and not force:
             raise UsageError(f"{path} already exists", "pass --force to overwrite it")
-        text = cfg.render_commented()
-        cfg.loads(text)  # what we write must load: never leave a broken file behind
+        text = cfg_loading.render_commented()
+        cfg_loading.loads(text)  # what we write must load: never leave a broken file behind
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
-        env = os.environ.get(cfg.ENV_CONFIG)
+        env = os.environ.get(cfg_loading.ENV_CONFIG)
         if config is None and env:
-            out.warn(f"${cfg.ENV_CONFIG} is set ({env}); mqd reads that file, not this one")
+            out.warn(f"${cfg_loading.ENV_CONFIG} is set ({env}); mqd reads that file, not this one")
         if json_out:
             out.json({"path": str(path)})
         else:
@@ -65,20 +65,20 @@ def register(app: typer.Typer) -> None:
 
         Example: mqd config show --json
         """
-        from mqd_cli import config as cfg
+        from mqd_cli.config import loading as cfg_loading
 
         with cli(config, json_out, verbose) as c:
             loaded = c.services.loaded
             rows = [
-                (dotted, cfg.plain(value), loaded.source_of(dotted, value))
-                for dotted, value, _f in cfg.iter_fields(c.settings)
+                (dotted, cfg_loading.plain(value), loaded.source_of(dotted, value))
+                for dotted, value, _f in cfg_loading.iter_fields(c.settings)
             ]
             if json_out:
                 c.out.json(
                     {
                         "file": str(loaded.path) if loaded.path else None,
                         "origin": loaded.origin,
-                        "settings": cfg.plain(c.settings),
+                        "settings": cfg_loading.plain(c.settings),
                         "sources": {key: source for key, _v, source in rows},
                     }
                 )
@@ -122,8 +122,8 @@ def register(app: typer.Typer) -> None:
                     c.out.line(f"ok: {where} is valid")
         except ConfigError as exc:
             if json_out:
-                from mqd_cli.config import redact
-                from mqd_cli.output import Output
+                from mqd_cli.commands.output import Output
+                from mqd_cli.config.loading import redact
 
                 problems = [redact(p) for p in exc.problems]
                 Output(json_mode=True).json({"valid": False, "problems": problems})

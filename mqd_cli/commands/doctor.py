@@ -24,14 +24,14 @@ def register(app: typer.Typer) -> None:
         Example: mqd doctor --json
         """
         from mqd_cli import doctor
-        from mqd_cli.output import Output
+        from mqd_cli.commands.output import Output
 
         out = Output(json_mode=json_out, verbose=verbose)
         try:
             with cli(config, json_out, verbose) as c:
                 checks = doctor.run_checks(c.services)
         except ConfigError as exc:
-            from mqd_cli.config import redact
+            from mqd_cli.config.loading import redact
 
             bad = doctor.config_failure(exc)
             checks = [doctor.Check(bad.name, bad.status, redact(bad.detail), bad.hint)]

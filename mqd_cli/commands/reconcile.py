@@ -9,41 +9,18 @@ from typing import Annotated
 import typer
 
 from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
-from mqd_cli.errors import BrokerError, ExitCode, StateError, UsageError
+from mqd_cli.errors import ExitCode, StateError, UsageError
 
 _COLUMNS = ("kind", "subject", "symbol", "local", "broker", "action", "detail")
 
 
 def _duration(text: str, option: str):
-    from mqd_cli.config import parse_duration
+    from mqd_cli.durations import parse_duration
 
     try:
         return parse_duration(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}", f"for example {option} 2d") from None
-
-
-def _summary(findings) -> str:
-    counts: dict[str, int] = {}
-    for f in findings:
-        counts[f.kind] = counts.get(f.kind, 0) + 1
-    return ", ".join(f"{n} {k}" for k, n in counts.items())
-
-
-def _alert(services, title: str, lines: list[str]) -> None:
-    """One alert per run when [notify.discord] is configured; never raises."""
-    settings = services.settings.notify.discord
-    if not settings.webhook_url.is_set():
-        return
-    import logging
-
-    try:
-        from mqd_cli.notify import DiscordNotifier
-
-        notifier = DiscordNotifier(settings, clock=services.clock, throttler=services.throttler)
-        notifier.send("reconcile", "\n".join([title, *lines[:15]]))
-    except Exception:
-        logging.getLogger(__name__).exception("reconcile alert failed")
 
 
 def register(app: typer.Typer) -> None:
@@ -120,19 +97,18 @@ def register(app: typer.Typer) -> None:
             raise UsageError(
                 f"--confirm-pause: {confirm_pause} is above 30s", "for example --confirm-pause 1s"
             )
+        from mqd_cli.reconcile.record import ReconcileOptions
+
+        options = ReconcileOptions(
+            apply=apply,
+            cancel_orphans=cancel_orphans,
+            lookback=lookback_td,
+            grace=grace_td,
+            looks=looks,
+            pause=pause_td,
+        )
         try:
-            code = _reconcile(
-                config,
-                json_out,
-                verbose,
-                apply=apply,
-                cancel_orphans=cancel_orphans,
-                lookback=lookback_td,
-                grace=grace_td,
-                looks=looks,
-                pause=pause_td,
-                quiet=quiet,
-            )
+            code = _reconcile(config, json_out, verbose, options, quiet=quiet)
         except sqlite3.Error as exc:  # (a bug elsewhere exits 70 at the error boundary)
             raise StateError(
                 f"the store could not be read or written: {exc}",
@@ -141,104 +117,25 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(int(code))
 
 
-def _reconcile(
-    config,
-    json_out: bool,
-    verbose: bool,
-    *,
-    apply: bool,
-    cancel_orphans: bool,
-    lookback: timedelta,
-    grace: timedelta,
-    looks: int,
-    pause: timedelta,
-    quiet: bool,
-) -> ExitCode:
-    from decimal import Decimal
-
-    from mqd_cli import reconcile as rc
-    from mqd_cli.clock import BrokerTimeClock
-    from mqd_cli.store import orders as q
+def _reconcile(config, json_out: bool, verbose: bool, options, *, quiet: bool) -> ExitCode:
+    from mqd_cli.reconcile.record import reconcile
 
     with cli(config, json_out, verbose) as c:
         services = c.services
-        clock = services.clock
-        store = services.store
-        tracker = services.tracker
-        baseline = q.last_checked_run(store)
-        cash_baseline = net_baseline = None
-        if baseline and baseline.get("net_traded") is not None:
-            cash_baseline = Decimal(baseline["cash"])
-            net_baseline = Decimal(baseline["net_traded"])
-        started = clock.now()
-        try:
-            broker = services.broker
-            # Orders, lookbacks and grace periods are in the broker's time, which a rehearsal
-            # emulator may shift far from ours (`mqd sim serve --start ... --speed 60`).
-            broker_clock = BrokerTimeClock(clock)
-            broker_clock.sync(broker)
-            checked = rc.check(
-                tracker,
-                broker,
-                broker_clock,
-                lookback=lookback,
-                grace=grace,
-                cash_baseline=cash_baseline,
-                net_traded_baseline=net_baseline,
-                looks=looks,
-                pause=pause,
-            )
-        except BrokerError as exc:
-            q.record_run(
-                store,
-                started_at=started,
-                finished_at=clock.now(),
-                outcome="unreachable",
-                findings=[],
-                actions=[],
-                cash=None,
-                net_traded=None,
-                error=exc.message,
-            )
-            _alert(services, "mqd reconcile: could not reach the broker", [exc.message])
-            raise
-        report = checked.report
-        actions: list = []
-        applied_net = Decimal(0)
-        if (apply or cancel_orphans) and report.findings:
-            actions, applied_net = rc.apply_confirmed(
-                tracker, broker, checked, apply=apply, cancel_orphans=cancel_orphans
-            )
-        outcome = "drift" if report.drift else "unverified" if report.unverified else "in_sync"
-        pair = checked.baseline(applied_net)
-        run_id = q.record_run(
-            store,
-            started_at=started,
-            finished_at=clock.now(),
-            outcome=outcome,
-            findings=[rc.finding_doc(f) for f in report.findings],
-            actions=[rc.action_doc(a) for a in actions],
-            cash=None if pair is None else str(pair[0]),
-            net_traded=None if pair is None else str(pair[1]),
+        run = reconcile(
+            store=services.store,
+            tracker=services.tracker,
+            broker=services.broker,
+            clock=services.clock,
+            notifier=services.notifier,
+            options=options,
         )
-        if report.findings:
-            _alert(
-                services,
-                f"mqd reconcile: {_summary(report.findings)}",
-                [
-                    f"{f.kind} {f.subject}: local {f.local}, broker {f.broker} -> {f.action}"
-                    for f in report.findings
-                ]
-                + [f"done: {a.kind} {a.subject}: {a.result}" for a in actions],
-            )
+        report = run.report
         if not (quiet and report.in_sync):
-            doc = rc.report_doc(report, actions)
-            doc["run_id"] = run_id
-            doc["outcome"] = outcome
             if json_out:
-                c.out.json(doc)
+                c.out.json(run.doc())
             else:
-                _render(c.out, report, actions, outcome)
+                _render(c.out, report, run.actions, run.outcome)
     if report.drift:
         return ExitCode.FOUND
     if report.unverified:
@@ -247,9 +144,11 @@ def _reconcile(
 
 
 def _render(out, report, actions, outcome: str) -> None:
+    from mqd_cli.reconcile.record import summary
+
     if report.findings:
         out.table(
-            f"Reconcile findings ({_summary(report.findings)})",
+            f"Reconcile findings ({summary(report.findings)})",
             _COLUMNS,
             [[getattr(f, col) for col in _COLUMNS] for f in report.findings],
         )

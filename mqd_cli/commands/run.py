@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
 
         Example: mqd run --config config.example.toml
         """
-        from mqd_cli.config import parse_duration
-        from mqd_cli.live import LiveSession, RunOptions
+        from mqd_cli.durations import parse_duration
+        from mqd_cli.trading.live import LiveSession, RunOptions
 
         span = None
         if duration is not None:
@@ -251,7 +251,7 @@ def _line(event) -> Any:
 
 
 def _num(value) -> str:
-    from mqd_cli.engine import _num as n
+    from mqd_cli.trading.engine import _num as n
 
     return n(value)
 

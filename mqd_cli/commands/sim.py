@@ -110,17 +110,20 @@ def register(app: typer.Typer) -> None:
         """
         import signal
 
-        from mqd_cli import wire
+        from mqd_cli.emulator.exchange import Emulator
+        from mqd_cli.emulator.server import bind, serve, urls
+        from mqd_cli.emulator.settings import EmulatorConfig, Faults
         from mqd_cli.errors import ExitCode, UsageError
-        from mqd_cli.simserver import Emulator, EmulatorConfig, Faults, bind, serve, urls
+        from mqd_cli.wire import format as wire_format
+        from mqd_cli.wire import parse as wire_parse
 
         with cli(config, json_out, verbose, announce_defaults=False) as c:
             sim = c.settings.sim
             start_at = None
             if start:
                 try:
-                    start_at = wire.req_ts(start, "--start")
-                except wire.PayloadError as exc:
+                    start_at = wire_parse.req_ts(start, "--start")
+                except wire_parse.PayloadError as exc:
                     raise UsageError(str(exc), "e.g. --start 2026-01-05T14:35:00Z") from None
             faults = Faults(
                 stream_drop_every=drop_every,
@@ -162,14 +165,14 @@ def register(app: typer.Typer) -> None:
                         "key_id": sim.api_key_id,
                         "seed": emulator.config.seed,
                         "speed": speed,
-                        "sim_time": wire.stamp(emulator.clock.now()),
+                        "sim_time": wire_format.stamp(emulator.clock.now()),
                     }
                 )
             else:
                 c.out.line(
                     f"mqd sim serve: Alpaca-compatible emulator, seed "
                     f"{emulator.config.seed}, speed {speed:g}x, sim time "
-                    f"{wire.stamp(emulator.clock.now())}"
+                    f"{wire_format.stamp(emulator.clock.now())}"
                 )
                 c.out.line(f"  base URL:   {where['base_url']}")
                 c.out.line(f"  stream URL: {where['stream_url']}")

@@ -9,7 +9,7 @@ import typer
 from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
 
 if TYPE_CHECKING:
-    from mqd_cli.stream_tail import TailEvent
+    from mqd_cli.stream.tail import TailEvent
 
 # event -> (label, rich style); fills and partial fills must differ even without colour.
 _STYLES = {
@@ -113,9 +113,9 @@ def register(app: typer.Typer) -> None:
         import logging
         import signal
 
-        from mqd_cli.config import parse_duration
+        from mqd_cli.durations import parse_duration
         from mqd_cli.errors import UsageError
-        from mqd_cli.stream_tail import StreamTail, TailFilter, parse_events
+        from mqd_cli.stream.tail import StreamTail, TailFilter, parse_events
 
         if direct and journal:
             raise UsageError("--direct and --journal exclude each other")

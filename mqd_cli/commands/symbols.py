@@ -12,8 +12,8 @@ from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
 from mqd_cli.errors import ExitCode
 
 if TYPE_CHECKING:
-    from mqd_cli.output import Output
-    from mqd_cli.symbols import SymbolBook
+    from mqd_cli.commands.output import Output
+    from mqd_cli.symbols.book import SymbolBook
 
 _SHOWN_DIFF = 20
 
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         Example: mqd symbols sync --asset-class crypto
         """
         from mqd_cli.errors import UsageError
-        from mqd_cli.symbols import SYNC_CLASSES, sync
+        from mqd_cli.symbols.sync import SYNC_CLASSES, sync
 
         if asset_class is not None and asset_class not in SYNC_CLASSES:
             raise UsageError(
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
 
         Example: mqd symbols validate orders.csv --fix orders.fixed.csv
         """
-        from mqd_cli import order_files
+        from mqd_cli.orders import files as order_files
 
         source = order_files.read_orders(file) if file is not None else None
         with cli(config, json_out, verbose) as c:
@@ -179,7 +179,7 @@ def register(app: typer.Typer) -> None:
             invalid = sum(1 for _, p in results if p)
             if fix is not None:
                 if source is None:
-                    from mqd_cli.order_files import OrderFile
+                    from mqd_cli.orders.files import OrderFile
 
                     source = OrderFile(where, "csv", ("symbol", "side", "qty"), [])
                 order_files.write_orders(fix, source, fixed_rows)
@@ -348,7 +348,7 @@ def _cell(v: Any) -> str:
 
 def _universe_orders(settings, book: SymbolBook) -> list:
     from mqd_cli.model import OrderIntent, Side, TimeInForce
-    from mqd_cli.order_files import FileOrder
+    from mqd_cli.orders.files import FileOrder
 
     qty = settings.symbols.nominal_qty
     orders = []
@@ -360,7 +360,7 @@ def _universe_orders(settings, book: SymbolBook) -> list:
 
 
 def _result_doc(order, problems) -> dict[str, Any]:
-    from mqd_cli.output import to_jsonable
+    from mqd_cli.commands.output import to_jsonable
 
     return {
         "line": order.line,
@@ -380,7 +380,7 @@ def _result_doc(order, problems) -> dict[str, Any]:
 
 
 def _intent_doc(intent) -> dict[str, Any]:
-    from mqd_cli.order_files import FileOrder, order_values
+    from mqd_cli.orders.files import FileOrder, order_values
 
     return order_values(FileOrder(0, intent), intent)
 

@@ -38,7 +38,7 @@ def _short(dt, now) -> str:
 
 
 def _rows(stats, now) -> list[list[str]]:
-    from mqd_cli.config import format_duration
+    from mqd_cli.durations import format_duration
 
     rows = []
     for s in stats:
@@ -95,7 +95,7 @@ def _doc(stats, settings, now) -> dict:
 
 
 def _limit_doc(s) -> dict:
-    from mqd_cli.output import to_jsonable
+    from mqd_cli.commands.output import to_jsonable
 
     doc = to_jsonable(s)
     doc["window_seconds"] = s.window.total_seconds()

@@ -1,4 +1,5 @@
-"""The Alpaca-compatible emulator behind `mqd sim serve` (``mqd_cli.simserver`` is its face).
+"""The Alpaca-compatible emulator behind `mqd sim serve`: REST, the trade_updates stream and
+market data over one ``SimBroker``, with fault injection and a test-only control API.
 
 * ``settings``: ``EmulatorConfig`` and the switchable ``Faults``;
 * ``http``: answers and error bodies, API keys, the per-key rate budget and its headers;

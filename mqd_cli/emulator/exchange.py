@@ -21,7 +21,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from mqd_cli import wire
 from mqd_cli.brokers.errors import BrokerCallError
 from mqd_cli.clock import BacktestClock, RealTimeClock
 from mqd_cli.emulator.http import (
@@ -44,6 +43,7 @@ from mqd_cli.emulator.params import parse_decimal
 from mqd_cli.emulator.settings import EmulatorConfig
 from mqd_cli.emulator.stream import StreamConnection, TradeUpdatesStream
 from mqd_cli.emulator.trading import TradingRoutes
+from mqd_cli.wire import format as wire_format
 
 log = logging.getLogger("mqd.simserver")
 
@@ -69,7 +69,7 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
     # -- market and time ----------------------------------------------------------------------
 
     def _build_market(self) -> None:
-        from mqd_cli.brokers.sim import SimBroker
+        from mqd_cli.brokers.sim.broker import SimBroker
 
         start = self.config.start or self.real.now()
         self.clock = BacktestClock(start)
@@ -155,7 +155,7 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
 
     def state(self) -> dict:
         return {
-            "sim_time": wire.stamp(self.clock.now()),
+            "sim_time": wire_format.stamp(self.clock.now()),
             "speed": self.config.speed,
             "faults": dataclasses.asdict(self.faults),
             "stream_connections": len(self.streams),
@@ -242,10 +242,10 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
             ]
 
         async def not_found(request: Any, exc: Any) -> Any:
-            return json_response(wire.error_body(40410000, "endpoint not found"), 404)
+            return json_response(wire_format.error_body(40410000, "endpoint not found"), 404)
 
         async def not_allowed(request: Any, exc: Any) -> Any:
-            return json_response(wire.error_body(40510000, "method not allowed"), 405)
+            return json_response(wire_format.error_body(40510000, "method not allowed"), 405)
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Any):

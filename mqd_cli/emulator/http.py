@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from mqd_cli import wire
 from mqd_cli.brokers.errors import BrokerCallError
+from mqd_cli.wire import format as wire_format
 
 FORBIDDEN = {"message": "forbidden."}
-UNAUTHORIZED = wire.error_body(40110000, "request is not authorized")
-RATE_LIMITED = wire.error_body(42910000, "rate limit exceeded")
-INTERNAL = wire.error_body(50010000, "internal server error")
-BAD_BODY = wire.error_body(40010000, "request body format is invalid")
+UNAUTHORIZED = wire_format.error_body(40110000, "request is not authorized")
+RATE_LIMITED = wire_format.error_body(42910000, "rate limit exceeded")
+INTERNAL = wire_format.error_body(50010000, "internal server error")
+BAD_BODY = wire_format.error_body(40010000, "request body format is invalid")
 SERVER_ERRORS = (500, 502, 503, 504)
 
 
@@ -29,7 +29,7 @@ class Reply(Exception):
 
 
 def invalid(message: str, code: int = 40010001, status: int = 422) -> Reply:
-    return Reply(status, wire.error_body(code, message))
+    return Reply(status, wire_format.error_body(code, message))
 
 
 def bad_data_request(message: str) -> Reply:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mqd_cli import wire
 from mqd_cli.brokers.errors import NotFound
 from mqd_cli.emulator.http import Reply, bad_data_request, json_response
 from mqd_cli.emulator.params import (
@@ -17,9 +16,10 @@ from mqd_cli.emulator.params import (
     read_page_token,
 )
 from mqd_cli.market_calendar import EXCHANGE_TZ
+from mqd_cli.wire import format as wire_format
 
 if TYPE_CHECKING:
-    from mqd_cli.brokers.sim import SimBroker
+    from mqd_cli.brokers.sim.broker import SimBroker
     from mqd_cli.clock import BacktestClock
 
 
@@ -77,7 +77,7 @@ class MarketDataRoutes:
                 if taken >= limit:
                     more_after = more_after or (symbol, bar.timestamp)
                     break
-                out.setdefault(symbol, []).append(wire.bar_to_wire(bar))
+                out.setdefault(symbol, []).append(wire_format.bar_to_wire(bar))
                 taken += 1
                 last = (symbol, bar.timestamp)
             if more_after:

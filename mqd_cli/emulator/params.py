@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from mqd_cli import wire
 from mqd_cli.emulator.http import bad_data_request, invalid
+from mqd_cli.wire import parse as wire_parse
 
 
 def parse_decimal(value: Any, name: str) -> Decimal | None:
@@ -18,8 +18,8 @@ def parse_decimal(value: Any, name: str) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str | None):
         raise invalid(f"invalid {name}")
     try:
-        out = wire.dec(value, name)
-    except wire.PayloadError:
+        out = wire_parse.dec(value, name)
+    except wire_parse.PayloadError:
         raise invalid(f"invalid {name}") from None
     if out is not None and not out.is_finite():
         raise invalid(f"invalid {name}")
@@ -31,8 +31,8 @@ def parse_bool(value: Any, name: str, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     try:
-        return wire.boolean(value.strip() if isinstance(value, str) else value, name)
-    except wire.PayloadError:
+        return wire_parse.boolean(value.strip() if isinstance(value, str) else value, name)
+    except wire_parse.PayloadError:
         raise invalid(f"invalid {name}") from None
 
 
@@ -61,8 +61,8 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        return wire.ts(value, name)
-    except (wire.PayloadError, ValueError):
+        return wire_parse.ts(value, name)
+    except (wire_parse.PayloadError, ValueError):
         raise invalid(f"invalid {name}: {value}") from None
 
 
@@ -120,6 +120,6 @@ def page_token(symbol: str, t: datetime) -> str:
 def read_page_token(token: str) -> tuple[str, datetime]:
     try:
         symbol, _, stamp = base64.b64decode(token, validate=True).decode().split("|")
-        return symbol, wire.req_ts(stamp, "page_token")
-    except (ValueError, wire.PayloadError):
+        return symbol, wire_parse.req_ts(stamp, "page_token")
+    except (ValueError, wire_parse.PayloadError):
         raise bad_data_request("invalid page_token") from None

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from mqd_cli.config import SimSettings
+from mqd_cli.config.settings import SimSettings
 
 
 @dataclass

@@ -13,7 +13,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-from mqd_cli import wire
+from mqd_cli.wire import format as wire_format
 
 if TYPE_CHECKING:
     from mqd_cli.clock import RealTimeClock
@@ -73,7 +73,7 @@ class TradeUpdatesStream:
         listeners = [c for c in self.streams if c.listening and not c.closed]
         if not listeners:
             return
-        frame = _encode(wire.trade_update_to_wire(update))
+        frame = _encode(wire_format.trade_update_to_wire(update))
         for conn in listeners:
             conn.queue.put_nowait(frame)
 
@@ -89,7 +89,9 @@ class TradeUpdatesStream:
         if self.streams or now < self._slot_free_at:
             from starlette.responses import Response
 
-            body = json.dumps(wire.error_body(42910000, "connection limit exceeded")).encode()
+            body = json.dumps(
+                wire_format.error_body(42910000, "connection limit exceeded")
+            ).encode()
             await websocket.send_denial_response(Response(body, 429, media_type="application/json"))
             return
         conn = StreamConnection(websocket)

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mqd_cli import wire
 from mqd_cli.brokers.errors import BrokerCallError, NotFound
 from mqd_cli.emulator.http import (
     Reply,
@@ -32,9 +31,10 @@ from mqd_cli.emulator.params import (
 )
 from mqd_cli.market_calendar import EXCHANGE_TZ
 from mqd_cli.model import AssetClass, OrderIntent, OrderType, Side, TimeInForce
+from mqd_cli.wire import format as wire_format
 
 if TYPE_CHECKING:
-    from mqd_cli.brokers.sim import SimBroker
+    from mqd_cli.brokers.sim.broker import SimBroker
     from mqd_cli.clock import BacktestClock
 
 
@@ -60,7 +60,7 @@ class TradingRoutes:
 
     async def get_account(self, request: Any) -> Any:
         return json_response(
-            wire.account_to_wire(self.broker.get_account(), self.broker.created_at)
+            wire_format.account_to_wire(self.broker.get_account(), self.broker.created_at)
         )
 
     async def post_order(self, request: Any) -> Any:
@@ -120,7 +120,7 @@ class TradingRoutes:
             client_order_id=cid,
             **prices,
         )
-        return json_response(wire.order_to_wire(self.broker.submit_order(intent)))
+        return json_response(wire_format.order_to_wire(self.broker.submit_order(intent)))
 
     async def list_orders(self, request: Any) -> Any:
         q = request.query_params
@@ -154,7 +154,7 @@ class TradingRoutes:
         orders.sort(key=lambda o: (submitted(o), o.id), reverse=direction == "desc")
         rows = []
         for order in orders[:limit]:
-            row = wire.order_to_wire(order)
+            row = wire_format.order_to_wire(order)
             if not nested:
                 row["legs"] = None
             rows.append(row)
@@ -167,13 +167,15 @@ class TradingRoutes:
         return order_id
 
     async def get_order(self, request: Any) -> Any:
-        return json_response(wire.order_to_wire(self.broker.get_order(self._order_id(request))))
+        return json_response(
+            wire_format.order_to_wire(self.broker.get_order(self._order_id(request)))
+        )
 
     async def get_order_by_client_id(self, request: Any) -> Any:
         cid = request.query_params.get("client_order_id")
         if not cid:
             raise invalid("client_order_id is missing")
-        return json_response(wire.order_to_wire(self.broker.get_order_by_client_id(cid)))
+        return json_response(wire_format.order_to_wire(self.broker.get_order_by_client_id(cid)))
 
     async def replace_order(self, request: Any) -> Any:
         order_id = self._order_id(request)
@@ -189,7 +191,7 @@ class TradingRoutes:
         order = self.broker.replace_order(
             order_id, qty=qty, time_in_force=tif, client_order_id=cid or None, **changes
         )
-        return json_response(wire.order_to_wire(order))
+        return json_response(wire_format.order_to_wire(order))
 
     async def cancel_order(self, request: Any) -> Any:
         from starlette.responses import Response
@@ -202,7 +204,7 @@ class TradingRoutes:
         for result in self.broker.cancel_all_orders():
             row: dict[str, Any] = {"id": result.order_id, "status": result.status}
             if result.order is not None:
-                row["body"] = wire.order_to_wire(result.order)
+                row["body"] = wire_format.order_to_wire(result.order)
             rows.append(row)
         return json_response(rows, 207)
 
@@ -216,11 +218,13 @@ class TradingRoutes:
         return self._asset_ids.get(symbol_or_id, symbol_or_id)
 
     async def list_positions(self, request: Any) -> Any:
-        return json_response([wire.position_to_wire(p) for p in self.broker.list_positions()])
+        return json_response(
+            [wire_format.position_to_wire(p) for p in self.broker.list_positions()]
+        )
 
     async def get_position(self, request: Any) -> Any:
         symbol = self._symbol_for(request.path_params["symbol"])
-        return json_response(wire.position_to_wire(self.broker.get_position(symbol)))
+        return json_response(wire_format.position_to_wire(self.broker.get_position(symbol)))
 
     def _close(
         self, symbol: str, qty: Decimal | None = None, percentage: Decimal | None = None
@@ -239,7 +243,7 @@ class TradingRoutes:
             raise invalid("only one of qty or percentage may be specified")
         if pct is not None and not 0 < pct <= 100:
             raise invalid("percentage must be in (0, 100]")
-        return json_response(wire.order_to_wire(self._close(symbol, qty, pct)))
+        return json_response(wire_format.order_to_wire(self._close(symbol, qty, pct)))
 
     async def close_all_positions(self, request: Any) -> Any:
         if parse_bool(request.query_params.get("cancel_orders"), "cancel_orders"):
@@ -249,7 +253,11 @@ class TradingRoutes:
             try:
                 order = self._close(position.symbol)
                 rows.append(
-                    {"symbol": position.symbol, "status": 200, "body": wire.order_to_wire(order)}
+                    {
+                        "symbol": position.symbol,
+                        "status": 200,
+                        "body": wire_format.order_to_wire(order),
+                    }
                 )
             except BrokerCallError as exc:
                 rows.append(
@@ -284,7 +292,7 @@ class TradingRoutes:
         if cached is None:
             assets = self.broker.list_assets(asset_class, status)
             rows = [
-                wire.asset_to_wire(a)
+                wire_format.asset_to_wire(a)
                 for a in assets
                 if a.asset_class.value == asset_class
                 and (status is None or a.status.value == status)
@@ -300,11 +308,13 @@ class TradingRoutes:
         try:
             asset = self.broker.get_asset(symbol)
         except NotFound:
-            raise Reply(404, wire.error_body(40410000, f"asset not found for {raw}")) from None
-        return json_response(wire.asset_to_wire(asset))
+            raise Reply(
+                404, wire_format.error_body(40410000, f"asset not found for {raw}")
+            ) from None
+        return json_response(wire_format.asset_to_wire(asset))
 
     async def get_clock(self, request: Any) -> Any:
-        return json_response(wire.clock_to_wire(self.broker.get_clock(), EXCHANGE_TZ))
+        return json_response(wire_format.clock_to_wire(self.broker.get_clock(), EXCHANGE_TZ))
 
     async def get_calendar(self, request: Any) -> Any:
         q = request.query_params
@@ -318,4 +328,4 @@ class TradingRoutes:
         if (last - first).days > 366 * 60:
             raise invalid("calendar range is too long")
         days = self.broker.get_calendar(first, last)
-        return json_response([wire.calendar_day_to_wire(d) for d in days])
+        return json_response([wire_format.calendar_day_to_wire(d) for d in days])

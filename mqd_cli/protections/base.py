@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from mqd_cli import market_calendar
-from mqd_cli.trades import ClosedTrade
+from mqd_cli.orders.trades import ClosedTrade
 
 Scope = Literal["global", "symbol", "side"]
 
@@ -185,12 +185,12 @@ class Protection(ABC):
     def until_text(self) -> str:
         if self.unlock_at is not None:
             return f"until {self.unlock_at:%H:%M} New York time on the next trading day"
-        from mqd_cli.config import format_duration
+        from mqd_cli.durations import format_duration
 
         return f"for {format_duration(self.settings.stop_duration)}"
 
     def config_doc(self) -> dict[str, Any]:
-        from mqd_cli.config import plain
+        from mqd_cli.config.loading import plain
 
         return plain(self.settings)
 

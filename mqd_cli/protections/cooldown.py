@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from mqd_cli.config import CooldownSettings, format_duration
+from mqd_cli.config.settings import CooldownSettings
+from mqd_cli.durations import format_duration
+from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.protections.base import (
     EvalContext,
     LockRequest,
@@ -20,7 +22,6 @@ from mqd_cli.protections.base import (
     describe_scope,
     money,
 )
-from mqd_cli.trades import ClosedTrade
 
 
 class Cooldown(Protection):

@@ -12,7 +12,9 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
-from mqd_cli.config import LowProfitSettings, format_duration
+from mqd_cli.config.settings import LowProfitSettings
+from mqd_cli.durations import format_duration
+from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.protections.base import (
     EvalContext,
     LockRequest,
@@ -21,7 +23,6 @@ from mqd_cli.protections.base import (
     in_window,
     pct,
 )
-from mqd_cli.trades import ClosedTrade
 
 
 def stake_weighted_profit(trades: list[ClosedTrade]) -> Decimal:

@@ -24,8 +24,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from mqd_cli.clock import Clock, Timer
-from mqd_cli.config import ProtectionsSettings
+from mqd_cli.config.settings import ProtectionsSettings
 from mqd_cli.errors import UsageError
+from mqd_cli.orders.trades import SIDES, ClosedTrade
 from mqd_cli.protections.base import (
     EquityPoint,
     EvalContext,
@@ -41,7 +42,6 @@ from mqd_cli.protections.stoploss_guard import StoplossGuard
 from mqd_cli.store import Store
 from mqd_cli.store import protections as locks_db
 from mqd_cli.store import trades as trades_db
-from mqd_cli.trades import SIDES, ClosedTrade
 
 log = logging.getLogger("mqd.protections")
 

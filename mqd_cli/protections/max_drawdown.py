@@ -14,7 +14,8 @@ from collections import deque
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from mqd_cli.config import MaxDrawdownSettings, format_duration
+from mqd_cli.config.settings import MaxDrawdownSettings
+from mqd_cli.durations import format_duration
 from mqd_cli.protections.base import (
     EquityPoint,
     EvalContext,

@@ -13,7 +13,9 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
-from mqd_cli.config import StoplossGuardSettings, format_duration
+from mqd_cli.config.settings import StoplossGuardSettings
+from mqd_cli.durations import format_duration
+from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.protections.base import (
     EvalContext,
     LockRequest,
@@ -22,7 +24,6 @@ from mqd_cli.protections.base import (
     describe_scope,
     in_window,
 )
-from mqd_cli.trades import ClosedTrade
 
 Key = tuple[str | None, str | None]  # (symbol, side)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.store import Store
 from mqd_cli.store.orders import ts
-from mqd_cli.trades import ClosedTrade
 
 COMPONENT = "trades"
 MIGRATIONS = [

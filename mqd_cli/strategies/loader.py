@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mqd_cli.config import StrategySettings
+from mqd_cli.config.settings import StrategySettings
 from mqd_cli.errors import ConfigError
 from mqd_cli.strategies.base import Strategy, validate_params
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from mqd_cli.errors import ConfigError
 from mqd_cli.model import Bar, OrderIntent, Side
+from mqd_cli.orders.trades import SIGNAL, STOP_LOSS, TAKE_PROFIT
 from mqd_cli.strategies.base import BaseStrategy, Param, StrategyContext, sizing_problems
-from mqd_cli.trades import SIGNAL, STOP_LOSS, TAKE_PROFIT
 
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from mqd_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from mqd_cli.config import ThrottleSettings
+    from mqd_cli.config.settings import ThrottleSettings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = 1_000_000

@@ -386,7 +386,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _fmt_window(window) -> str:
-    from mqd_cli.config import format_duration
+    from mqd_cli.durations import format_duration
 
     return format_duration(window)
 

@@ -1,0 +1,173 @@
+"""The simulated account: positions, cash, equity, margin and buying power, in Decimal.
+
+Positions are signed (short < 0) with a signed cost basis (qty x average entry) and realized
+P&L on every reduction; cash is net of the per-share fee. Equity = cash + long + short market
+value at the price feed's price now; buying power is Reg T style by ``multiplier``
+(2: (equity - initial margin) x 2; 1: cash; 4: (equity - maintenance margin) x 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from mqd_cli.brokers.sim.orders import ZERO
+from mqd_cli.model import AccountReport, AssetClass, AssetInfo, PositionReport, PositionSide, Side
+
+if TYPE_CHECKING:
+    from mqd_cli.config.settings import SimSettings
+
+__all__ = ["SimAccount", "SimPosition"]
+
+
+@dataclass
+class SimPosition:
+    asset: AssetInfo
+    qty: Decimal = ZERO  # signed
+    cost: Decimal = ZERO  # signed cost basis: qty x average entry
+
+
+class SimAccount:
+    """Cash, positions and what they are worth. ``price_at(symbol, t)`` is the price feed."""
+
+    def __init__(
+        self,
+        settings: SimSettings,
+        price_at: Callable[[str, datetime], Decimal],
+        *,
+        account_id: str,
+        account_number: str,
+    ):
+        self.settings = settings
+        self.price_at = price_at
+        self.account_id = account_id
+        self.account_number = account_number
+        self.cash = Decimal(settings.starting_cash)
+        self.realized_pl = ZERO
+        self.fees_paid = ZERO
+        self.last_equity = self.cash
+        self.positions: dict[str, SimPosition] = {}
+        self._equity_day: date | None = None
+
+    def position_qty(self, symbol: str) -> Decimal:
+        """The signed position in ``symbol`` (zero when flat)."""
+        pos = self.positions.get(symbol)
+        return pos.qty if pos else ZERO
+
+    def settle(
+        self, asset: AssetInfo, side: Side, qty: Decimal, price: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """Book a fill: cash, fee, position and realized P&L. Returns (fee, position qty)."""
+        signed = qty if side is Side.BUY else -qty
+        fee = qty * Decimal(self.settings.fee_per_share)
+        self.cash -= signed * price + fee
+        self.fees_paid += fee
+        symbol = asset.symbol
+        pos = self.positions.get(symbol) or SimPosition(asset)
+        old = pos.qty
+        if old == 0 or (old > 0) == (signed > 0):
+            pos.cost += signed * price
+        else:
+            closing = min(abs(signed), abs(old))
+            avg = pos.cost / old
+            direction = 1 if old > 0 else -1
+            self.realized_pl += (price - avg) * closing * direction
+            if abs(signed) >= abs(old):
+                pos.cost = (signed + old) * price  # flipped: the rest opens at this price
+            else:
+                pos.cost -= avg * closing * direction
+        pos.qty = old + signed
+        if pos.qty == 0:
+            self.positions.pop(symbol, None)
+        else:
+            self.positions[symbol] = pos
+        return fee, pos.qty
+
+    def roll_day(self, now: datetime) -> None:
+        """On the first moment of a new exchange day, keep yesterday's equity as last_equity."""
+        from mqd_cli.market_calendar import EXCHANGE_TZ
+
+        day = now.astimezone(EXCHANGE_TZ).date()
+        if day != self._equity_day:
+            if self._equity_day is not None:
+                self.last_equity = self.totals(now)[0]
+            self._equity_day = day
+
+    def totals(self, now: datetime) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+        """(equity, long mv, short mv, initial margin, maintenance margin) at ``now``."""
+        lmv = smv = im = mm = ZERO
+        for sym, pos in self.positions.items():
+            mv = pos.qty * self.price_at(sym, now)
+            if mv > 0:
+                lmv += mv
+            else:
+                smv += mv
+            i, m = _margin(pos.asset, abs(mv))
+            im += i
+            mm += m
+        return self.cash + lmv + smv, lmv, smv, im, mm
+
+    def buying_power(self, now: datetime) -> Decimal:
+        equity, _, _, im, mm = self.totals(now)
+        mult = self.settings.multiplier
+        if mult <= 1:
+            return max(ZERO, self.cash)
+        if mult >= 4:
+            return max(ZERO, (equity - mm) * 4)
+        return max(ZERO, (equity - im) * mult)
+
+    def report(self, now: datetime) -> AccountReport:
+        equity, lmv, smv, im, mm = self.totals(now)
+        return AccountReport(
+            id=self.account_id,
+            account_number=self.account_number,
+            status="ACTIVE",
+            currency="USD",
+            cash=self.cash,
+            equity=equity,
+            buying_power=self.buying_power(now),
+            portfolio_value=equity,
+            long_market_value=lmv,
+            short_market_value=smv,
+            initial_margin=im,
+            maintenance_margin=mm,
+            last_equity=self.last_equity,
+            multiplier=Decimal(self.settings.multiplier),
+            shorting_enabled=self.settings.multiplier >= 2,
+        )
+
+    def position_report(self, pos: SimPosition, now: datetime, held: Decimal) -> PositionReport:
+        """``pos`` at ``now``; ``held`` is the qty working sell orders hold (not available)."""
+        from mqd_cli.market_calendar import EXCHANGE_TZ
+
+        sym = pos.asset.symbol
+        price = self.price_at(sym, now)
+        avg = (pos.cost / pos.qty).quantize(Decimal("0.000001")).normalize()
+        available = pos.qty - held if pos.qty > 0 else pos.qty
+        day_start = datetime.combine(now.astimezone(EXCHANGE_TZ).date(), time(0), EXCHANGE_TZ)
+        return PositionReport(
+            symbol=sym,
+            qty=pos.qty,
+            avg_entry_price=avg,
+            side=PositionSide.LONG if pos.qty > 0 else PositionSide.SHORT,
+            asset_class=pos.asset.asset_class,
+            asset_id=pos.asset.id,
+            exchange=pos.asset.exchange,
+            qty_available=max(ZERO, available) if pos.qty > 0 else available,
+            market_value=pos.qty * price,
+            cost_basis=pos.cost,
+            unrealized_pl=pos.qty * price - pos.cost,
+            current_price=price,
+            lastday_price=self.price_at(sym, day_start),
+        )
+
+
+def _margin(asset: AssetInfo, value: Decimal) -> tuple[Decimal, Decimal]:
+    """(initial, maintenance) margin of a position worth ``value`` (absolute)."""
+    if asset.asset_class is AssetClass.CRYPTO or not asset.marginable:
+        return value, value
+    maint = (asset.margin_requirement_long or Decimal(30)) / 100
+    return value / 2, value * maint
