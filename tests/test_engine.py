@@ -117,7 +117,7 @@ def test_an_exit_closes_a_trade_with_the_exit_reason_of_its_intent(tmp_path):
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.SELL, qty=D(5), reason="stop_loss")])
     assert engine.stats.trades == 1 and engine.stats.stop_losses == 1
     assert engine.ctx.position("AAPL") == 0
-    from mqd_cli.store.trades import closed_trades
+    from mqd_cli.orders.trades import closed_trades
 
     (trade,) = closed_trades(store)
     assert trade.exit_reason == "stop_loss"

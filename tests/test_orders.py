@@ -22,9 +22,9 @@ from mqd_cli.orders.tracker import (
     next_status,
     synthetic_fill_id,
 )
+from mqd_cli.orders.trades import closed_trades
 from mqd_cli.store import Store
 from mqd_cli.store import orders as q
-from mqd_cli.store.trades import closed_trades
 
 S = OrderStatus
 E = OrderEvent

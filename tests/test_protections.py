@@ -17,11 +17,11 @@ from mqd_cli.config.loading import loads
 from mqd_cli.config.settings import ProtectionsSettings
 from mqd_cli.errors import ConfigError, UsageError
 from mqd_cli.market_calendar import EXCHANGE_TZ
-from mqd_cli.orders.trades import ClosedTrade
+from mqd_cli.orders.trades import ClosedTrade, closed_trades
 from mqd_cli.protections.base import lock_end, parse_unlock_at
 from mqd_cli.protections.manager import ProtectionManager, format_remaining
 from mqd_cli.store import Store
-from mqd_cli.store.trades import closed_trades, insert_closed_trade
+from mqd_cli.store.trades import insert_closed_trade
 
 T0 = datetime(2026, 1, 6, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 New York
 _ids = itertools.count(1)
@@ -549,9 +549,9 @@ def test_evaluating_a_closed_trade_reads_only_new_trades_not_the_history(store, 
 
     mgr = ProtectionManager(settings(), store, clock)
     read = []
-    real = trades_db.closed_trades
+    real = trades_db.closed_trade_rows
     monkeypatch.setattr(
-        trades_db, "closed_trades", lambda *a, **kw: read.append(n := real(*a, **kw)) or n
+        trades_db, "closed_trade_rows", lambda *a, **kw: read.append(n := real(*a, **kw)) or n
     )
     rebuilds = []
     real_before = trades_db.realized_pnl_before

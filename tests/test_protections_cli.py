@@ -13,7 +13,7 @@ import pytest
 
 from mqd_cli.clock import RealTimeClock
 from mqd_cli.orders.trades import ClosedTrade
-from mqd_cli.protections.base import LockRequest
+from mqd_cli.protections.base import Lock, LockRequest
 from mqd_cli.store import Store
 from mqd_cli.store.protections import insert_lock
 from mqd_cli.store.trades import insert_closed_trade
@@ -38,7 +38,7 @@ def place(store, *, protection="cooldown", symbol="AAPL", side=None, hours=1.0, 
         anchor=now,
         evidence={"trade_id": "t1"},
     )
-    return insert_lock(store, req, now)
+    return Lock(**insert_lock(store, req, now))
 
 
 def test_status_without_locks_lists_every_protection_and_exits_0(mqd):

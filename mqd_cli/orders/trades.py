@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from mqd_cli.store import Store
 
 Side = Literal["long", "short"]
 SIDES: tuple[str, ...] = ("long", "short")
@@ -89,3 +92,12 @@ def make_trade_id(symbol: str, side: str, opened_at: datetime, entry_key: str) -
 
     raw = f"{symbol}|{side}|{_utc(opened_at, 'opened_at').isoformat()}|{entry_key}"
     return "t-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def closed_trades(
+    store: Store, since: datetime | None = None, symbol: str | None = None
+) -> list[ClosedTrade]:
+    """Stored closed trades with ``closed_at >= since`` (all when None), oldest first."""
+    from mqd_cli.store.trades import closed_trade_rows
+
+    return [ClosedTrade(**row) for row in closed_trade_rows(store, since, symbol)]

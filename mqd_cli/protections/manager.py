@@ -26,7 +26,7 @@ from decimal import Decimal
 from mqd_cli.clock import Clock, Timer
 from mqd_cli.config.settings import ProtectionsSettings
 from mqd_cli.errors import UsageError
-from mqd_cli.orders.trades import SIDES, ClosedTrade
+from mqd_cli.orders.trades import SIDES, ClosedTrade, closed_trades
 from mqd_cli.protections.base import (
     EquityPoint,
     EvalContext,
@@ -42,6 +42,7 @@ from mqd_cli.protections.stoploss_guard import StoplossGuard
 from mqd_cli.store import Store
 from mqd_cli.store import protections as locks_db
 from mqd_cli.store import trades as trades_db
+from mqd_cli.store.protections import LockRow
 
 log = logging.getLogger("mqd.protections")
 
@@ -54,6 +55,14 @@ def format_remaining(seconds: float) -> str:
     mins, secs = divmod(secs, 60)
     parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (mins, "m"), (secs, "s")) if v]
     return " ".join(parts) or "0s"
+
+
+def _lock(row: LockRow | None) -> Lock | None:
+    return None if row is None else Lock(**row)
+
+
+def _locks(rows: Iterable[LockRow]) -> list[Lock]:
+    return [Lock(**row) for row in rows]
 
 
 class ProtectionManager:
@@ -93,7 +102,7 @@ class ProtectionManager:
         """Restore persisted locks, evaluate once, and start the periodic check (once)."""
         if self._timer is not None:
             return []
-        for lock in locks_db.active_locks(self.store, self.clock.now()):
+        for lock in _locks(locks_db.active_locks(self.store, self.clock.now())):
             self._schedule_expiry(lock)
         self.window.invalidate()
         placed = self.evaluate()
@@ -134,7 +143,7 @@ class ProtectionManager:
 
     def _expired(self, lock_id: int) -> None:
         self._expiry_timers.pop(lock_id, None)
-        lock = locks_db.get_lock(self.store, lock_id)
+        lock = _lock(locks_db.get_lock(self.store, lock_id))
         if lock is None or lock.unlocked_at is not None:
             return  # lifted by hand: the unlock already told everyone
         self._emit("expired", lock, f"{lock.protection}: lock on {lock.target} ended")
@@ -173,7 +182,7 @@ class ProtectionManager:
         placed = []
         for protection in active:
             for request in protection.evaluate(ctx):
-                lock = locks_db.insert_lock(self.store, request, now)
+                lock = _lock(locks_db.insert_lock(self.store, request, now))
                 if lock is None:
                     continue  # already placed (or lifted by an operator): same evidence
                 placed.append(lock)
@@ -215,19 +224,19 @@ class ProtectionManager:
         """The active lock that blocks opening ``side`` ("long"/"short") on ``symbol``, if any."""
         if side not in SIDES:
             raise ValueError(f"side must be 'long' or 'short', got {side!r}")
-        return locks_db.matching_lock(self.store, self.clock.now(), symbol, side)
+        return _lock(locks_db.matching_lock(self.store, self.clock.now(), symbol, side))
 
     def active_locks(self) -> list[Lock]:
-        return locks_db.active_locks(self.store, self.clock.now())
+        return _locks(locks_db.active_locks(self.store, self.clock.now()))
 
     def history(self, limit: int = 50) -> list[Lock]:
-        return locks_db.lock_history(self.store, limit)
+        return _locks(locks_db.lock_history(self.store, limit))
 
     def status(self) -> list[ProtectionStatus]:
         """Every protection (enabled or not) with its measure, threshold and active locks."""
         now = self.clock.now()
         ctx = self.context(now)
-        active = locks_db.active_locks(self.store, now)
+        active = _locks(locks_db.active_locks(self.store, now))
         out = []
         for p in self.protections:
             st = p.status(ctx)
@@ -261,13 +270,15 @@ class ProtectionManager:
             )
         if not reason or not reason.strip():
             raise UsageError("an unlock needs a --reason", "it is kept with the lock's history")
-        lifted = locks_db.unlock_locks(
-            self.store,
-            self.clock.now(),
-            symbol=None if all else symbol,
-            all=all,
-            who=who,
-            reason=reason.strip(),
+        lifted = _locks(
+            locks_db.unlock_locks(
+                self.store,
+                self.clock.now(),
+                symbol=None if all else symbol,
+                all=all,
+                who=who,
+                reason=reason.strip(),
+            )
         )
         for lock in lifted:
             timer = self._expiry_timers.pop(lock.id, None)
@@ -325,7 +336,7 @@ class TradeWindow:
             self.opening += gone.pnl
         self.since = since
         newest = trades[-1].closed_at if trades else since
-        self.add(trades_db.closed_trades(self.store, since=newest))
+        self.add(closed_trades(self.store, since=newest))
 
     def add(self, trades: Iterable[ClosedTrade]) -> None:
         """Take in trades not yet held (a trade closed before the window, whose PnL may be
@@ -356,7 +367,7 @@ class TradeWindow:
     def _rebuild(self, since: datetime) -> None:
         self.since = since
         before = trades_db.realized_pnl_before(self.store, since)
-        self._reset(self.starting_equity + before, trades_db.closed_trades(self.store, since))
+        self._reset(self.starting_equity + before, closed_trades(self.store, since))
 
     def _reset(self, opening: Decimal, trades: list[ClosedTrade]) -> None:
         self.opening = opening

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, Protocol
 
-from mqd_cli.protections.base import Lock, LockRequest
 from mqd_cli.store import Store
 from mqd_cli.store.orders import ts
 
@@ -54,12 +54,28 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def _row_to_lock(row) -> Lock:
+class LockRequestLike(Protocol):
+    """What a lock is stored from (``protections.base.LockRequest``)."""
+
+    protection: str
+    scope: str
+    symbol: str | None
+    side: str | None
+    reason: str
+    end: datetime
+    anchor: datetime
+    evidence: dict[str, Any]
+
+
+LockRow = dict[str, Any]  # the keyword arguments of ``protections.base.Lock``
+
+
+def _row_to_lock(row: Any) -> LockRow:
     try:
         evidence = json.loads(row["evidence"] or "{}")
     except ValueError:
         evidence = {"unparsed": row["evidence"]}
-    return Lock(
+    return dict(
         id=row["id"],
         protection=row["protection"],
         scope=row["scope"],
@@ -75,7 +91,7 @@ def _row_to_lock(row) -> Lock:
     )
 
 
-def insert_lock(store: Store, request: LockRequest, start: datetime) -> Lock | None:
+def insert_lock(store: Store, request: LockRequestLike, start: datetime) -> LockRow | None:
     """Persist a lock; None when the same lock (protection, scope, end) already exists."""
     with store.write() as cur:
         cur.execute(
@@ -101,7 +117,7 @@ def insert_lock(store: Store, request: LockRequest, start: datetime) -> Lock | N
     return _row_to_lock(row)
 
 
-def active_locks(store: Store, now: datetime) -> list[Lock]:
+def active_locks(store: Store, now: datetime) -> list[LockRow]:
     """Locks in force at ``now`` (end exclusive), the longest first."""
     rows = store.query(
         f"SELECT {_COLS} FROM protection_locks WHERE unlocked_at IS NULL AND end_at > ?"
@@ -111,7 +127,7 @@ def active_locks(store: Store, now: datetime) -> list[Lock]:
     return [_row_to_lock(r) for r in rows]
 
 
-def matching_lock(store: Store, now: datetime, symbol: str, side: str) -> Lock | None:
+def matching_lock(store: Store, now: datetime, symbol: str, side: str) -> LockRow | None:
     """The longest active lock that blocks ``symbol`` on ``side`` (global, symbol or side)."""
     row = store.query_one(
         f"SELECT {_COLS} FROM protection_locks WHERE unlocked_at IS NULL AND end_at > ?"
@@ -122,7 +138,7 @@ def matching_lock(store: Store, now: datetime, symbol: str, side: str) -> Lock |
     return _row_to_lock(row) if row else None
 
 
-def lock_history(store: Store, limit: int = 50) -> list[Lock]:
+def lock_history(store: Store, limit: int = 50) -> list[LockRow]:
     """Every lock, newest first (active, expired and lifted)."""
     rows = store.query(
         f"SELECT {_COLS} FROM protection_locks ORDER BY id DESC LIMIT ?", (int(limit),)
@@ -132,7 +148,7 @@ def lock_history(store: Store, limit: int = 50) -> list[Lock]:
 
 def unlock_locks(
     store: Store, now: datetime, *, symbol: str | None, all: bool, who: str, reason: str
-) -> list[Lock]:
+) -> list[LockRow]:
     """End active locks early: every one (``all``) or those on ``symbol``; returns them."""
     with store.write() as cur:
         sql = "SELECT id FROM protection_locks WHERE unlocked_at IS NULL AND end_at > ?"
@@ -187,6 +203,6 @@ def prune_equity(store: Store, before: datetime) -> int:
         return cur.rowcount
 
 
-def get_lock(store: Store, lock_id: int) -> Lock | None:
+def get_lock(store: Store, lock_id: int) -> LockRow | None:
     row = store.query_one(f"SELECT {_COLS} FROM protection_locks WHERE id = ?", (lock_id,))
     return _row_to_lock(row) if row else None

@@ -1,5 +1,9 @@
 """Closed trades: one row per finished round trip, written once (idempotent on trade_id).
 
+Rows in, rows out: a trade goes in as any object with the columns as attributes (``TradeLike``)
+and comes out as a dict of exact values (Decimal, aware datetime); ``orders/trades.py`` turns
+rows into ``ClosedTrade``.
+
 Decimals are stored as their exact text; times as UTC ISO-8601 text with microseconds, so text
 order is time order and range queries use the index.
 """
@@ -8,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, Protocol
 
-from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.store import Store
 from mqd_cli.store.orders import ts
 
@@ -41,8 +45,23 @@ _COLUMNS = (
 )
 
 
-def _row_to_trade(row) -> ClosedTrade:
-    return ClosedTrade(
+class TradeLike(Protocol):
+    trade_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    entry_price: Decimal
+    exit_price: Decimal
+    opened_at: datetime
+    closed_at: datetime
+    pnl: Decimal
+    fees: Decimal
+    exit_reason: str
+    strategy: str
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return dict(
         trade_id=row["trade_id"],
         symbol=row["symbol"],
         side=row["side"],
@@ -58,7 +77,7 @@ def _row_to_trade(row) -> ClosedTrade:
     )
 
 
-def insert_closed_trade(store: Store, trade: ClosedTrade) -> bool:
+def insert_closed_trade(store: Store, trade: TradeLike) -> bool:
     """Store a closed trade; True if new, False if its trade_id was already stored."""
     with store.write() as cur:
         cur.execute(
@@ -82,9 +101,9 @@ def insert_closed_trade(store: Store, trade: ClosedTrade) -> bool:
         return cur.rowcount == 1
 
 
-def closed_trades(
+def closed_trade_rows(
     store: Store, since: datetime | None = None, symbol: str | None = None
-) -> list[ClosedTrade]:
+) -> list[dict[str, Any]]:
     """Closed trades with ``closed_at >= since`` (all when None), oldest first."""
     sql = f"SELECT {_COLUMNS} FROM closed_trades"
     where, params = [], []
@@ -97,7 +116,7 @@ def closed_trades(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY closed_at, trade_id"
-    return [_row_to_trade(r) for r in store.query(sql, tuple(params))]
+    return [_row(r) for r in store.query(sql, tuple(params))]
 
 
 def realized_pnl_before(store: Store, before: datetime) -> Decimal:

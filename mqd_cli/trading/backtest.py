@@ -328,7 +328,7 @@ def run_backtest(
 
 
 def engine_trades(store: Any) -> list[Any]:
-    from mqd_cli.store.trades import closed_trades
+    from mqd_cli.orders.trades import closed_trades
 
     return closed_trades(store)
 
