@@ -6,6 +6,7 @@ Core modules raise these; the one error boundary in ``app.py`` turns them into a
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
@@ -61,6 +62,49 @@ class BrokerError(MqdError):
     """Broker, network or authentication failure (exit 3)."""
 
     exit_code = ExitCode.BROKER
+
+
+# The broker call errors that layers below the brokers react to (the throttle retries on them)
+# live here; ``mqd_cli.brokers.errors`` re-exports them beside the adapters' other errors.
+
+
+class BrokerCallError(BrokerError):
+    """Base of every broker failure. ``status`` is the HTTP status when there was one."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.code = code
+        self.body = body or {}
+
+
+class RateLimited(BrokerCallError):
+    """429: the budget is spent. ``reset_at`` (from X-Ratelimit-Reset) or ``retry_after`` (s)."""
+
+    def __init__(
+        self,
+        message: str = "rate limit exceeded",
+        hint: str = "",
+        *,
+        reset_at: datetime | None = None,
+        retry_after: float | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, hint or "wait for the rate-limit window to reset", **kw)
+        self.reset_at = reset_at
+        self.retry_after = retry_after
+
+
+class BrokerUnavailable(BrokerCallError):
+    """Network error, timeout or 5xx: the outcome of the request is unknown."""
 
 
 def short_repr(value: Any, width: int = 60) -> str:

@@ -2,31 +2,26 @@
 
 Control flow uses these types and the HTTP status, never Alpaca's 8-digit code (its first
 digits do not always match the status).
+
+``BrokerCallError``, ``RateLimited`` and ``BrokerUnavailable`` are defined in
+``mqd_cli/errors.py`` (the throttle, which sits below the brokers, retries on them) and
+re-exported here: ``mqd_cli.brokers.errors.RateLimited`` is the same class.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from mqd_cli.errors import BrokerCallError, BrokerUnavailable, ExitCode, RateLimited
 
-from mqd_cli.errors import BrokerError, ExitCode
-
-
-class BrokerCallError(BrokerError):
-    """Base of every broker failure. ``status`` is the HTTP status when there was one."""
-
-    def __init__(
-        self,
-        message: str,
-        hint: str = "",
-        *,
-        status: int | None = None,
-        code: int | None = None,
-        body: dict | None = None,
-    ):
-        super().__init__(message, hint)
-        self.status = status
-        self.code = code
-        self.body = body or {}
+__all__ = [
+    "AuthFailed",
+    "BrokerCallError",
+    "BrokerUnavailable",
+    "DuplicateClientOrderId",
+    "InsufficientFunds",
+    "NotFound",
+    "OrderRejected",
+    "RateLimited",
+]
 
 
 class OrderRejected(BrokerCallError):
@@ -55,24 +50,3 @@ class NotFound(BrokerCallError):
 
 class AuthFailed(BrokerCallError):
     """401/403 on authentication: wrong or missing keys."""
-
-
-class RateLimited(BrokerCallError):
-    """429: the budget is spent. ``reset_at`` (from X-Ratelimit-Reset) or ``retry_after`` (s)."""
-
-    def __init__(
-        self,
-        message: str = "rate limit exceeded",
-        hint: str = "",
-        *,
-        reset_at: datetime | None = None,
-        retry_after: float | None = None,
-        **kw,
-    ):
-        super().__init__(message, hint or "wait for the rate-limit window to reset", **kw)
-        self.reset_at = reset_at
-        self.retry_after = retry_after
-
-
-class BrokerUnavailable(BrokerCallError):
-    """Network error, timeout or 5xx: the outcome of the request is unknown."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from mqd_cli.store import Store
 
@@ -73,7 +74,7 @@ PROCESS_ROW_TTL_US = 7 * 86_400 * 1_000_000
 class WindowTx:
     """The throttle's view of the window inside one transaction (or one read) of the store."""
 
-    def __init__(self, cur: sqlite3.Cursor | sqlite3.Connection):
+    def __init__(self, cur: sqlite3.Cursor) -> None:
         self._cur = cur
 
     def window(self, name: str, since: int) -> tuple[int, int | None, int]:
@@ -161,7 +162,9 @@ class WindowTx:
             (name, until, now),
         )
 
-    def flush_stats(self, process: dict, rows: list[dict], totals: list[dict]) -> None:
+    def flush_stats(
+        self, process: dict[str, Any], rows: list[dict[str, Any]], totals: list[dict[str, Any]]
+    ) -> None:
         """Upsert this process's rows (absolute values) and add deltas to the '*' totals."""
         for row in rows:
             self._cur.execute(
@@ -208,9 +211,17 @@ def transaction(store: Store) -> Iterator[WindowTx]:
         yield WindowTx(cur)
 
 
+def _aggregate(store: Store, sql: str, params: tuple[object, ...]) -> sqlite3.Row:
+    """The one row of an aggregate query (without GROUP BY it always yields exactly one)."""
+    row = store.query_one(sql, params)
+    assert row is not None, "an aggregate query returned no row"
+    return row
+
+
 def peek(store: Store, name: str, since: int) -> tuple[int, int | None, int]:
     """``WindowTx.window`` as a plain read (no write lock; WAL readers never block writers)."""
-    row = store.query_one(
+    row = _aggregate(
+        store,
         "SELECT COALESCE(SUM(weight), 0), MAX(at),"
         " (SELECT hold_until FROM throttle_state WHERE limit_name = ?1)"
         " FROM throttle_sends WHERE limit_name = ?1 AND latest > ?2",
@@ -220,15 +231,17 @@ def peek(store: Store, name: str, since: int) -> tuple[int, int | None, int]:
 
 
 def reserved_at(store: Store, rid: int) -> int | None:
-    row = store.query_one(
-        "SELECT MAX(at) FROM throttle_sends WHERE rid = ? AND phantom = 0", (rid,)
+    row = _aggregate(
+        store, "SELECT MAX(at) FROM throttle_sends WHERE rid = ? AND phantom = 0", (rid,)
     )
-    return row[0]
+    at: int | None = row[0]
+    return at
 
 
 def usage(store: Store, name: str, since: int, now: int) -> tuple[int, int]:
     """(weight sent or leased still counted after ``since``, weight reserved after ``now``)."""
-    row = store.query_one(
+    row = _aggregate(
+        store,
         "SELECT COALESCE(SUM(CASE WHEN at <= ?2 THEN weight END), 0),"
         " COALESCE(SUM(CASE WHEN at > ?2 THEN weight END), 0)"
         " FROM throttle_sends WHERE limit_name = ?3 AND latest > ?1",
@@ -242,7 +255,7 @@ def holds(store: Store) -> dict[str, int]:
     return {r["limit_name"]: r["hold_until"] for r in rows}
 
 
-def stats_rows(store: Store) -> list[dict]:
+def stats_rows(store: Store) -> list[dict[str, Any]]:
     rows = store.query(
         "SELECT limit_name, process, label, pid, started, updated, requests, weight, waits,"
         " wait_total, wait_max, rate_limited, backoffs, NULLIF(last_429, 0) AS last_429,"

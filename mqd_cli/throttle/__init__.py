@@ -28,10 +28,12 @@ In memory, an acquire that fits now with nobody queued or held ahead of it (the 
 case) reads the monotonic clock once, appends one row per budget and bumps two integers: no
 transaction, no coroutine, no datetime. Anything else takes the general path that books a slot.
 
-Modules: ``limits`` (budgets, presets, config, backoff, headers), ``window`` (the sliding
-window in memory or in the store, and the earliest slot), ``lease`` (batches of shared slots),
-``stats`` (counters and persisted statistics), ``feedback`` (rate headers, 429 holds,
-retries), ``throttler`` (the Throttler).
+Modules: ``limits`` (budgets, presets, config, backoff, headers), ``draw`` (a call key
+expanded, and one budget's lane in memory), ``window`` (the sliding window in memory or in the
+store, and the earliest slot), ``lease`` (batches of shared slots), ``stats`` (counters and
+persisted statistics), ``feedback`` (rate headers, 429 holds, retries), ``throttler`` (the
+Throttler). The exceptions ``call`` retries on (``RateLimited``, ``BrokerUnavailable``) live in
+``mqd_cli/errors.py``, below the brokers that raise them.
 """
 
 from mqd_cli.throttle.limits import (

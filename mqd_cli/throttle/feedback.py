@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mqd_cli.brokers.errors import BrokerUnavailable, RateLimited
+from mqd_cli.errors import BrokerUnavailable, RateLimited
 from mqd_cli.throttle.limits import (
     MAX_HEADER_SECONDS,
     US,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import random
     import threading
 
+    from mqd_cli.throttle.draw import Draw
     from mqd_cli.throttle.lease import Leases
     from mqd_cli.throttle.stats import Tally
     from mqd_cli.throttle.window import MemoryWindow, StoreWindow
@@ -64,6 +65,22 @@ class ServerFeedback:
     _leases: Leases | None
     _tally: Tally
     _streak: dict[str, int]  # consecutive 429s per limit
+
+    if TYPE_CHECKING:  # provided by ``Throttler``; declared here for the type checker only
+
+        def _lookup(self, name: str) -> RateLimit: ...
+        def _times(self) -> tuple[int, int]: ...
+        def _admissible(self, limits: str | Sequence[str], weight: int) -> Draw: ...
+        def _admit(self, limits: str | Sequence[str], weight: int) -> Draw | None: ...
+        async def _queue(
+            self, draw: Draw, weight: int, sleep: Callable[[float], Awaitable[None]]
+        ) -> float: ...
+        def _place(
+            self, tx: Any, lims: tuple[RateLimit, ...], weight: int, rid: int, now: int
+        ) -> int: ...
+        def _new_rid(self) -> int: ...
+        def _flush_into(self, tx: Any, epoch: int, now: int) -> None: ...
+        def flush(self) -> None: ...
 
     def observe(self, limit: str, status: int, headers: Mapping[str, str]) -> None:
         """Feed a response back: rate headers tighten the window; a 429 holds the budget.

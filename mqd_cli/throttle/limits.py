@@ -10,7 +10,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from mqd_cli.errors import ConfigError, UsageError
 
@@ -30,6 +30,10 @@ def to_us(when: datetime) -> int:
     return (d.days * 86_400 + d.seconds) * US + d.microseconds
 
 
+@overload
+def from_us(us: int) -> datetime: ...
+@overload
+def from_us(us: None) -> None: ...
 def from_us(us: int | None) -> datetime | None:
     return None if us is None else EPOCH + timedelta(microseconds=us)
 

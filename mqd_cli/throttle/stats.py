@@ -15,7 +15,7 @@ from mqd_cli.throttle.limits import RateLimit, from_us, to_us
 
 if TYPE_CHECKING:
     from mqd_cli.store import Store
-    from mqd_cli.throttle.window import Draw
+    from mqd_cli.throttle.draw import Draw
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Counters:
     last_429: int | None = None
     last_reset: int | None = None
 
-    def minus(self, old: Counters) -> dict:
+    def minus(self, old: Counters) -> dict[str, Any]:
         return {
             "requests": self.requests - old.requests,
             "weight": self.weight - old.weight,
@@ -78,7 +78,7 @@ class Tally:
                     c.weight += draw.weight
                 draw.requests = draw.weight = 0
 
-    def unflushed(self) -> tuple[list[dict], list[dict]]:
+    def unflushed(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """This process's rows (absolute) and the deltas for the totals, of every limit whose
         counters changed since the last call; they count as written from now on."""
         rows, totals = [], []

@@ -10,11 +10,13 @@ import random
 import secrets
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mqd_cli.clock import Clock
 from mqd_cli.errors import UsageError
+from mqd_cli.throttle.draw import Draw
 from mqd_cli.throttle.feedback import ServerFeedback
 from mqd_cli.throttle.lease import Leases, shared_counter
 from mqd_cli.throttle.limits import (
@@ -27,7 +29,7 @@ from mqd_cli.throttle.limits import (
     to_us,
 )
 from mqd_cli.throttle.stats import LimitStats, Tally, limit_stats, process_identity, read_stats
-from mqd_cli.throttle.window import Draw, MemoryWindow, StoreWindow, earliest_slot
+from mqd_cli.throttle.window import MemoryWindow, StoreWindow, earliest_slot
 
 if TYPE_CHECKING:
     from mqd_cli.store import Store
@@ -61,7 +63,7 @@ class Throttler(ServerFeedback):
         send_guard: float = 0.0,
         rng: random.Random | None = None,
         label: str | None = None,
-    ):
+    ) -> None:
         if shared and store is None:
             raise ValueError("a shared throttler needs a store")
         self.clock = clock
@@ -83,15 +85,20 @@ class Throttler(ServerFeedback):
         }
         self._rng = rng or random.Random()
         self._lock = threading.RLock()
-        self._window: MemoryWindow | StoreWindow = (
-            StoreWindow(store) if shared else MemoryWindow(self._plan, self._lock)
-        )
-        counter = shared_counter(store) if shared else None
+        self._window: MemoryWindow | StoreWindow
+        counter: memoryview | None = None
+        if shared and store is not None:  # ``shared`` without a store was refused above
+            self._window = StoreWindow(store)
+            counter = shared_counter(store)
+        else:
+            self._window = MemoryWindow(self._plan, self._lock)
         self._leases = Leases(clock, counter, self._plan) if counter is not None else None
         self._monotonic = clock.monotonic
         self._tally = Tally()
         self._streak: dict[str, int] = {}  # consecutive 429s per limit
-        self._draws: dict[str | tuple[str, ...], Draw] = {}
+        # Keyed by the call key as callers pass it: a name or a tuple of names (``_admit``
+        # looks up whatever it is given; a list is unhashable and is expanded instead).
+        self._draws: dict[Hashable, Draw] = {}
         self._rid_base = secrets.randbits(40) << 22
         self._rid_seq = 0
         started, now = self._times()
@@ -100,7 +107,13 @@ class Throttler(ServerFeedback):
         self._flush_at = now + FLUSH_INTERVAL_US if store is not None else NEVER
         if store is not None:
             ref = weakref.ref(self)
-            atexit.register(lambda: (t := ref()) is not None and t._flush_quietly())
+
+            def flush_at_exit() -> None:
+                t = ref()
+                if t is not None:
+                    t._flush_quietly()
+
+            atexit.register(flush_at_exit)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -268,7 +281,7 @@ class Throttler(ServerFeedback):
         also hands back this process's leases on those limits and may lease more."""
         with self._window.transaction() as tx:
             if self._leases is not None:
-                rid, at, now = self._lease(tx, draw, weight)
+                rid, at, now = self._lease(tx, self._leases, draw, weight)
             else:
                 now = self._now()
                 rid = self._new_rid()
@@ -283,19 +296,18 @@ class Throttler(ServerFeedback):
         tx.insert([(lim.name, at, weight, rid, 0) for lim in lims])
         return at
 
-    def _lease(self, tx: Any, draw: Draw, weight: int) -> tuple[int, int, int]:
-        """``_book`` of a shared budget with leases, inside its transaction."""
+    def _lease(self, tx: Any, leases: Leases, draw: Draw, weight: int) -> tuple[int, int, int]:
+        """``_book`` of a shared budget with ``leases`` (this process's), inside its
+        transaction."""
         mono = self.clock.monotonic()  # before ``now``: spent slots are never dated early
         now = self._now()
         with self._lock:
-            self._leases.settle(tx, draw.names, now, self._new_rid)
+            leases.settle(tx, draw.names, now, self._new_rid)
             at, spare = earliest_slot(tx, draw.lims, weight, now, self._plan)
             rid = self._new_rid()
             tx.insert([(name, at, weight, rid, 0) for name in draw.names])
             if at == now:
-                self._leases.grant(
-                    tx, draw.lims, draw.names, weight, spare, now, mono, self._new_rid
-                )
+                leases.grant(tx, draw.lims, draw.names, weight, spare, now, mono, self._new_rid)
         return rid, at, now
 
     def _new_rid(self) -> int:
@@ -380,12 +392,13 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         coro.send(None)
     except StopIteration as done:
-        return done.value
+        value: T = done.value
+        return value
     coro.close()
     raise RuntimeError("a blocking throttle call tried to suspend")
 
 
-def _fmt_window(window) -> str:
+def _fmt_window(window: timedelta) -> str:
     from mqd_cli.durations import format_duration
 
     return format_duration(window)
