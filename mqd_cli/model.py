@@ -7,19 +7,20 @@ status never crashes a parser. Converting to and from Alpaca's JSON lives in ``w
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, Self
 
 
 class WireEnum(StrEnum):
     """A str enum whose unknown values parse to ``UNKNOWN`` instead of raising."""
 
     @classmethod
-    def _missing_(cls, value: object):
+    def _missing_(cls, value: object) -> Self | None:
         if isinstance(value, str):
             lowered = value.strip().lower()
             for member in cls:
@@ -340,7 +341,7 @@ class CalendarDay:
     close: time
     session_open: time | None = None
     session_close: time | None = None
-    settlement_date: date | None = None
+    settlement_date: _dt.date | None = None  # `date` here would name the field above
 
 
 @dataclass(frozen=True)

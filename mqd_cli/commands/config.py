@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
 
         with cli(config, json_out, verbose) as c:
             loaded = c.services.loaded
+            assert loaded is not None  # cli() loads the configuration
             rows = [
                 (dotted, cfg_loading.plain(value), loaded.source_of(dotted, value))
                 for dotted, value, _f in cfg_loading.iter_fields(c.settings)
@@ -106,6 +107,7 @@ def register(app: typer.Typer) -> None:
         try:
             with cli(config, json_out, verbose) as c:
                 loaded = c.services.loaded
+                assert loaded is not None  # cli() loads the configuration
                 for w in loaded.warnings:
                     c.out.warn(w)
                 where = str(loaded.path) if loaded.path else "built-in defaults"

@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
             def emit(ev: TailEvent) -> None:
                 if json_out:
                     out.json_line(ev.as_dict())
-                else:
+                elif console is not None:
                     console.print(render_line(ev))
                     out.stdout.flush()
 

@@ -12,8 +12,11 @@ from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
 from mqd_cli.errors import ExitCode
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from mqd_cli.commands.output import Output
     from mqd_cli.symbols.book import SymbolBook
+    from mqd_cli.symbols.properties import SymbolProperties
 
 _SHOWN_DIFF = 20
 
@@ -233,10 +236,14 @@ def register(app: typer.Typer) -> None:
         with cli(config, json_out, verbose) as c:
             book = c.services.symbols
             sync_state = _require_sync(book, c.out)
-            found, unknown = [], []
+            found: list[SymbolProperties] = []
+            unknown: list[str] = []
             for s in symbols:
                 props = book.get(s)
-                (found if props is not None else unknown).append(props or s)
+                if props is not None:
+                    found.append(props)
+                else:
+                    unknown.append(s)
             if json_out:
                 c.out.json(
                     {"sync": sync_state, "symbols": [p.to_doc() for p in found], "unknown": unknown}
@@ -290,7 +297,7 @@ class _RichProgress:
             console=Console(file=out.stderr),
             transient=True,
         )
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self):
         self.progress.__enter__()
@@ -298,7 +305,7 @@ class _RichProgress:
         return self.update
 
     def update(self, done: int, total: int) -> None:
-        if total:
+        if total and self.task is not None:
             self.progress.update(self.task, description="comparing", completed=done, total=total)
 
     def __exit__(self, *exc) -> None:

@@ -73,7 +73,11 @@ def setting(default: Any, doc: str, *, min: Any = None, max: Any = None, secret:
     """A documented settings field. ``min``/``max`` bound numbers and durations (inclusive)."""
     meta = {"doc": doc, "min": min, "max": max, "secret": secret}
     if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+
+        def fresh_copy() -> Any:
+            return type(default)(default)
+
+        return field(default_factory=fresh_copy, metadata=meta)
     return field(default=default, metadata=meta)
 
 

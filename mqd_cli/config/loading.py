@@ -222,7 +222,7 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, problems: list[str]) ->
             if item is Any:
                 return dict(value)
             return {k: _convert(item, v, f"{path}.{k}", {}, problems) for k, v in value.items()}
-        elif dataclasses.is_dataclass(tp):
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise TypeError
             return _build(tp, value, path + ".", problems, None)
@@ -266,7 +266,7 @@ def _build(cls: type, data: dict, prefix: str, problems: list[str], explicit: se
         if explicit is not None and not dataclasses.is_dataclass(tp):
             explicit.add(path)
         sub_explicit = explicit
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 problems.append(f"{path}: expected a table [{path}], got {short_repr(value)}")
                 continue
@@ -363,7 +363,8 @@ def render_commented(settings: Settings | None = None) -> str:
     ]
 
     def emit_table(obj: Any, name: str) -> None:
-        scalars, tables = [], []
+        scalars: list[tuple[dataclasses.Field[Any], Any]] = []
+        tables: list[tuple[dataclasses.Field[Any], Any]] = []
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             (tables if dataclasses.is_dataclass(value) else scalars).append((f, value))

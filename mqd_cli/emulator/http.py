@@ -93,20 +93,20 @@ class RateBudget:
     def __init__(self, limit: int, window: float):
         self.limit = limit
         self.window = window
-        self._windows: dict[str, list[float]] = {}  # key -> [window start epoch, count]
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window start epoch, count)
 
     def take(self, key: str, now: float) -> tuple[bool, dict[str, str]]:
-        start, count = self._windows.get(key, [now, 0])
+        start, count = self._windows.get(key, (now, 0))
         if now >= start + self.window:
             start, count = now, 0
         allowed = count < self.limit
         if allowed:
             count += 1
-        self._windows[key] = [start, count]
+        self._windows[key] = (start, count)
         return allowed, self.headers(self.limit - count, start + self.window)
 
     def peek(self, key: str, now: float) -> dict[str, str]:
-        start, count = self._windows.get(key, [now, 0])
+        start, count = self._windows.get(key, (now, 0))
         if now >= start + self.window:
             start, count = now, 0
         return self.headers(self.limit - count, start + self.window)

@@ -154,7 +154,8 @@ class TradeUpdatesStream:
             self._slot_free_at = self.real.monotonic() + self.faults.stream_reap_delay
 
     def _stream_auth(self, data: dict) -> bool:
-        inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+        nested = data.get("data")
+        inner = nested if isinstance(nested, dict) else {}
         key = data.get("key", inner.get("key_id"))
         secret = data.get("secret", inner.get("secret_key"))
         return (key, secret) == (self.config.key_id, self.config.secret_key)

@@ -118,7 +118,10 @@ class TradingRoutes:
             time_in_force=tif,
             extended_hours=parse_bool(body.get("extended_hours"), "extended_hours"),
             client_order_id=cid,
-            **prices,
+            limit_price=prices["limit_price"],
+            stop_price=prices["stop_price"],
+            trail_price=prices["trail_price"],
+            trail_percent=prices["trail_percent"],
         )
         return json_response(wire_format.order_to_wire(self.broker.submit_order(intent)))
 

@@ -206,8 +206,8 @@ def load(store: Store) -> Restored:
     journal_id = q.last_event_id(store)
     orders: dict[str, TrackedOrder] = {}
     for state in q.order_states(store):
-        o = TrackedOrder.from_state(state)
-        orders[o.client_order_id] = o
+        order = TrackedOrder.from_state(state)
+        orders[order.client_order_id] = order
     for r in q.fill_rows(store):
         o = orders.get(r["client_order_id"])
         if o is None:

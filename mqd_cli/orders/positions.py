@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mqd_cli.model import Side
 from mqd_cli.orders.trades import ClosedTrade, make_trade_id
+from mqd_cli.orders.trades import Side as TradeSide
 
 if TYPE_CHECKING:
     from mqd_cli.orders.tracked import TrackedOrder
@@ -138,7 +139,7 @@ class TrackedPosition:
         self.rt_entry_notional += dn
 
     def _close(self, order: TrackedOrder, when: datetime, direction: int) -> ClosedTrade:
-        side = "long" if direction > 0 else "short"
+        side: TradeSide = "long" if direction > 0 else "short"
         opened = self.opened_at or when
         trade = ClosedTrade(
             trade_id=make_trade_id(self.symbol, side, opened, self.entry_key),

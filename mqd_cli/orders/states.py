@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import Enum, StrEnum
+from typing import Final
 
 from mqd_cli.model import OrderStatus, TradeEvent, TradeUpdate
 
@@ -55,8 +56,8 @@ class _Keep(Enum):
     PREVIOUS = "previous"  # back to the status before pending_cancel / pending_replace
 
 
-SAME = _Keep.SAME
-PREVIOUS = _Keep.PREVIOUS
+SAME: Final = _Keep.SAME
+PREVIOUS: Final = _Keep.PREVIOUS
 
 # State groups. done_for_day is in Alpaca's `closed` listing but the order resumes the next day,
 # so for the state machine it is open.
@@ -74,7 +75,7 @@ TERMINAL_SET = frozenset(TERMINAL)
 def _table() -> dict[tuple[OrderStatus, OrderEvent], OrderStatus | _Keep]:
     t: dict[tuple[OrderStatus, OrderEvent], OrderStatus | _Keep] = {}
 
-    def rule(event: OrderEvent, sources: Iterable[OrderStatus], nxt: OrderStatus | _Keep):
+    def rule(event: OrderEvent, sources: Iterable[OrderStatus], nxt: OrderStatus | _Keep) -> None:
         for s in sources:
             t[(s, event)] = nxt
 

@@ -506,7 +506,8 @@ class OrderTracker:
         else:
             self._open.pop(o.client_order_id, None)
         o.updated_at = when
-        dq, closed = ZERO, ()
+        dq = ZERO
+        closed: tuple[ClosedTrade, ...] = ()
         if totals is not None:
             q0, n0, f0 = totals
             dq = o.filled_qty - q0
@@ -639,6 +640,7 @@ class OrderTracker:
         if pending.trades:
             from mqd_cli.store.trades import insert_closed_trade
 
+            assert self.store is not None  # a journal (self._j) implies a store
             for trade in pending.trades:
                 insert_closed_trade(self.store, trade)
                 self._notify(trade)

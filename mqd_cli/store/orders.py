@@ -289,13 +289,17 @@ def namespace(store: Store) -> str:
     """A short random tag created once per store: ids never collide with a wiped store's."""
     row = store.query_one("SELECT value FROM order_meta WHERE key = 'namespace'")
     if row:
-        return row["value"]
+        stored: str = row["value"]
+        return stored
     with store.write() as cur:
         cur.execute(
             "INSERT OR IGNORE INTO order_meta (key, value) VALUES ('namespace', ?)",
             (secrets.token_hex(3),),
         )
-        return cur.execute("SELECT value FROM order_meta WHERE key = 'namespace'").fetchone()[0]
+        created: str = cur.execute(
+            "SELECT value FROM order_meta WHERE key = 'namespace'"
+        ).fetchone()[0]
+        return created
 
 
 def sequences(store: Store) -> dict[tuple[str, str], int]:
@@ -386,7 +390,9 @@ def record_run(
                 error,
             ),
         )
-        return int(cur.lastrowid)
+        run_id = cur.lastrowid
+        assert run_id is not None  # set by the INSERT above
+        return run_id
 
 
 def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:

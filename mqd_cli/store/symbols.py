@@ -9,6 +9,7 @@ changed (or when it first appeared).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -125,7 +126,7 @@ def unpack(line: str) -> tuple:
     return tuple(v)
 
 
-def asset_row(store: Store, symbol: str):
+def asset_row(store: Store, symbol: str) -> sqlite3.Row | None:
     return store.query_one(
         f"SELECT {_COLS}, changed_at, synced_at FROM assets WHERE symbol = ?", (symbol,)
     )
@@ -178,7 +179,8 @@ def record_sync(
                 json.dumps(diff, separators=(",", ":")),
             ),
         )
-        sync_id = int(cur.lastrowid)
+        sync_id = cur.lastrowid
+        assert sync_id is not None  # set by the INSERT above
         cur.execute(
             "INSERT INTO asset_snapshot(id, sync_id, rows) VALUES (1, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET sync_id = excluded.sync_id, rows = excluded.rows",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mqd_cli.model import OrderIntent
 from mqd_cli.symbols.properties import SymbolProperties, props_from_row
@@ -25,17 +25,25 @@ class SymbolBook:
         self.store = store
         self.clock = clock
         self.stale_after = stale_after
-        self._rows: dict[str, Any] | None = None
+        self._rows: dict[str, str] | None = None
         self._props: dict[str, SymbolProperties] = {}
         self._decimals: dict[str, Decimal] = {}
 
     def load(self) -> int:
         """(Re)load the table; returns the number of assets."""
+        return len(self._load())
+
+    def _load(self) -> dict[str, str]:
         from mqd_cli.store import symbols as db
 
-        self._rows = {line[: line.index("\t")]: line for line in db.snapshot_lines(self.store)}
+        rows = {line[: line.index("\t")]: line for line in db.snapshot_lines(self.store)}
+        self._rows = rows
         self._props = {}
-        return len(self._rows)
+        return rows
+
+    def _table(self) -> dict[str, str]:
+        """The rows by symbol, loaded on first use."""
+        return self._load() if self._rows is None else self._rows
 
     def reload(self) -> None:
         """Forget the cache (after a sync); the next lookup loads it again."""
@@ -43,25 +51,20 @@ class SymbolBook:
         self._props = {}
 
     def __len__(self) -> int:
-        if self._rows is None:
-            self.load()
-        return len(self._rows)
+        return len(self._table())
 
     def symbols(self) -> list[str]:
-        if self._rows is None:
-            self.load()
-        return list(self._rows)
+        return list(self._table())
 
     def get(self, symbol: str) -> SymbolProperties | None:
         props = self._props.get(symbol)
         if props is not None:
             return props
-        if self._rows is None:
-            self.load()
-        row = self._rows.get(symbol)
+        rows = self._table()
+        row = rows.get(symbol)
         if row is None:
             alias = _alias(symbol)
-            row = self._rows.get(alias) if alias else None
+            row = rows.get(alias) if alias else None
             if row is None:
                 return None
         from mqd_cli.store.symbols import unpack
@@ -138,7 +141,7 @@ class SymbolBook:
             if not problems:
                 return current, fixed
             fixable = next((p for p in problems if p.corrected is not None), None)
-            if fixable is None:
+            if fixable is None or fixable.corrected is None:
                 return None, problems
             fixed.append(fixable)
             current = fixable.corrected

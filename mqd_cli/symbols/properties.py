@@ -130,6 +130,7 @@ class SymbolProperties(NamedTuple):
     def to_doc(self) -> dict[str, Any]:
         """A JSON-friendly view (``show --json``)."""
         doc: dict[str, Any] = {}
+        value: Any
         for name, value in zip(self._fields, self, strict=True):
             if isinstance(value, Decimal):
                 value = plain(value)

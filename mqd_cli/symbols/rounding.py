@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from mqd_cli.errors import MqdError
 from mqd_cli.model import OrderIntent, Side
@@ -44,7 +45,7 @@ def round_intent(
 
     Raises ``RoundingError`` when a size rounds to zero.
     """
-    changes: dict[str, Decimal] = {}
+    changes: dict[str, Any] = {}
     adjustments: list[Adjustment] = []
     side = intent.side
     if side is not Side.UNKNOWN:

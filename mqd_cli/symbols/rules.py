@@ -261,7 +261,7 @@ def check_intent(
     if side is Side.SELL and (qty is not None or notional is not None):
         held = position_qty if position_qty > 0 else _ZERO
         short_qty = None if qty is None else qty - held
-        opening = held <= 0 if qty is None else short_qty > 0
+        opening = held <= 0 if short_qty is None else short_qty > 0
         if opening:
             closing = _fix(intent, qty=held, notional=None) if held > 0 else None
             keep = f"sell at most the {held} held" if held > 0 else "do not sell short"
@@ -317,7 +317,7 @@ def _check_fractional(
     if not props.fractionable:
         if qty is not None:
             whole = qty.to_integral_value(ROUND_FLOOR)
-        elif price:
+        elif price and notional is not None:  # the caller passes a qty or a notional
             whole = (notional / price).to_integral_value(ROUND_FLOOR)
         else:
             whole = None

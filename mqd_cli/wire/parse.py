@@ -420,15 +420,16 @@ def _parse_asset_fast(d: dict[str, Any]) -> AssetInfo | None:
         if v is not None:
             if type(v) is not str and type(v) is not int:
                 return None
+            text: str | int = v
             try:
-                v = cache[v]
+                v = cache[text]
             except KeyError:
                 try:
-                    number = dec(v, key)
+                    number = dec(text, key)
                 except PayloadError:
                     return None
                 if len(cache) < _ASSET_DECIMALS_MAX:
-                    cache[v] = number
+                    cache[text] = number
                 v = number
         numbers.append(v)
     exchange, name, cusip = exchange or "", name or "", cusip or None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 from mqd_cli.brokers.errors import (
     BrokerCallError,
@@ -65,7 +65,17 @@ E = TypeVar("E", bound=BrokerCallError)
 # -- Alpaca's error bodies ------------------------------------------------------------------------
 
 
-def reject(status: int, code: int, message: str, cls: type[E] = OrderRejected, **extra) -> E:
+@overload
+def reject(status: int, code: int, message: str, **extra: Any) -> OrderRejected: ...
+@overload
+def reject(status: int, code: int, message: str, cls: type[E], **extra: Any) -> E: ...
+def reject(
+    status: int,
+    code: int,
+    message: str,
+    cls: type[BrokerCallError] = OrderRejected,
+    **extra: Any,
+) -> BrokerCallError:
     return cls(message, status=status, code=code, body=error_body(code, message, **extra))
 
 
@@ -109,7 +119,7 @@ def _check_client_order_id_length(cid: str | None) -> None:
         raise invalid("client_order_id must be no more than 128 characters")
 
 
-def _check_client_order_id_unused(cid: str | None, taken: Mapping[str, SimOrder]) -> None:
+def _check_client_order_id_unused(cid: str | None, taken: Mapping[str, SimOrder | None]) -> None:
     if cid is not None and cid in taken:
         raise reject(422, 40010001, DuplicateClientOrderId.MESSAGE, DuplicateClientOrderId)
 
@@ -124,7 +134,7 @@ def admit_new(
     find_asset: Callable[[str], AssetInfo | None],
     account: SimAccount,
     working: Mapping[str, SimOrder],
-    client_ids: Mapping[str, SimOrder],
+    client_ids: Mapping[str, SimOrder | None],
 ) -> tuple[AssetInfo, str]:
     """Raise Alpaca's rejection unless ``intent`` may be placed now.
 
@@ -188,7 +198,12 @@ def admit_new(
     _check_client_order_id_unused(cid, client_ids)
     last = account.price_at(asset.symbol, now)
     pos_qty = account.position_qty(asset.symbol)
-    est_qty = qty if qty is not None else (notional / last).quantize(NANO, ROUND_DOWN)
+    if qty is not None:
+        est_qty = qty
+    elif notional is not None:
+        est_qty = (notional / last).quantize(NANO, ROUND_DOWN)
+    else:  # unreachable: refused above
+        raise invalid("qty is required")
     opening = est_qty
     if intent.side is Side.SELL:
         opening = _check_sell(
@@ -241,7 +256,7 @@ def admit_replacement(
     client_order_id: str | None,
     account: SimAccount,
     working: Mapping[str, SimOrder],
-    client_ids: Mapping[str, SimOrder],
+    client_ids: Mapping[str, SimOrder | None],
 ) -> Replacement:
     """Raise Alpaca's rejection unless ``old`` may be replaced with these changes.
 
@@ -274,7 +289,9 @@ def admit_replacement(
         stop = None
     _check_prices(old.type, limit, stop, trail_price, trail_pct, old.asset)
     tif = time_in_force or old.tif
-    if old.side is Side.SELL:
+    if new_qty is None:
+        pass  # unreachable: only a notional order has no qty, and those were refused above
+    elif old.side is Side.SELL:
         _check_sell(
             old.asset,
             new_qty,
@@ -284,7 +301,7 @@ def admit_replacement(
             multiplier=account.settings.multiplier,
             exclude=old.id,
         )
-    elif new_qty is not None:
+    else:
         last = account.price_at(old.symbol, now)
         price = _estimate(old.type, old.side, limit, stop, last)
         available = account.buying_power(now) - _reserved(account, working, now, exclude=old.id)

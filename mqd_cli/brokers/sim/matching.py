@@ -91,8 +91,8 @@ def market_points(
             else:
                 out.append(MarketPoint(end, 0, o.seq, b.timestamp, b.open, b.high, b.low, b.close))
         elif b.timestamp > seen and (not restricted or in_session(o, b.timestamp)):
-            p = b.open
-            out.append(MarketPoint(b.timestamp, 0, o.seq, b.timestamp, p, p, p, p))
+            first = b.open
+            out.append(MarketPoint(b.timestamp, 0, o.seq, b.timestamp, first, first, first, first))
     return out
 
 
@@ -116,7 +116,8 @@ def match_price(o: SimOrder, p: MarketPoint, settings: SimSettings) -> Decimal |
             if trigger is None:
                 return None
             o.triggered = True
-            if (buy and trigger <= o.limit_price) or (not buy and trigger >= o.limit_price):
+            limit = o.limit_price  # admission requires it for a stop-limit order
+            if limit is not None and ((buy and trigger <= limit) or (not buy and trigger >= limit)):
                 return trigger
         return _limit_fill(buy, o.limit_price, p)
     if kind is OrderType.TRAILING_STOP:
@@ -139,7 +140,8 @@ def fill_qty(
     """How much of ``o`` fills at ``price`` in the bar starting at ``bar_start``: zero when the
     bar's liquidity is spent, None when a fok order cannot fill whole or a notional is too
     small to buy any qty."""
-    if o.target_qty is None:  # notional: the quantity is fixed by the first fill's price
+    if o.target_qty is None and o.notional is not None:
+        # notional: the quantity is fixed by the first fill's price
         o.target_qty = (o.notional / price).quantize(NANO, rounding=ROUND_DOWN)
         if o.target_qty <= 0:
             return None

@@ -25,11 +25,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mqd_cli.model import Bar
 from mqd_cli.symbols.properties import US_EQUITY_TICKS
 from mqd_cli.symbols.properties import equity_tick as tick_for
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = [
     "DEFAULT_ORIGIN",
@@ -111,7 +114,7 @@ class SyntheticPrices:
         self._sigma = volatility * math.sqrt(minutes)
         # per symbol: chunk index -> cumulative log return at the chunk's first open
         self._chunk_start: dict[str, dict[int, float]] = {}
-        self._chunks: OrderedDict[tuple[str, int], tuple[list[float], ...]] = OrderedDict()
+        self._chunks: OrderedDict[tuple[str, int], tuple[NDArray[Any], ...]] = OrderedDict()
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -195,7 +198,7 @@ class SyntheticPrices:
             starts[c] = value
         return value
 
-    def _chunk(self, symbol: str, chunk: int):
+    def _chunk(self, symbol: str, chunk: int) -> tuple[NDArray[Any], ...]:
         import numpy as np
 
         key = (symbol, chunk)
