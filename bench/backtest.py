@@ -26,14 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN  # noqa: E402
-from mqd_cli.clock import BacktestClock  # noqa: E402
 from mqd_cli.config.settings import Settings  # noqa: E402
+from mqd_cli.factory import Services
 from mqd_cli.strategies.sma_cross import SmaCross  # noqa: E402
-from mqd_cli.trading.backtest import (
-    build_broker,  # noqa: E402
-    run_backtest,
-    sim_bars,
-)
+from mqd_cli.trading.backtest import sim_bars
 
 FAST, SLOW = 10, 30
 SYMBOL = "AAPL"
@@ -51,7 +47,7 @@ def settings() -> Settings:
 
 def make_bars(n: int) -> list:
     s = settings()
-    broker = build_broker(s, BacktestClock(DEFAULT_ORIGIN))
+    broker = Services(s).backtest_session(DEFAULT_ORIGIN).broker
     end = DEFAULT_ORIGIN + timedelta(minutes=n)
     return list(sim_bars(broker, SYMBOL, DEFAULT_ORIGIN, end, timedelta(minutes=1)))
 
@@ -61,7 +57,7 @@ def run_mqd(bars: list) -> tuple[float, list[tuple], dict]:
     strategy = SmaCross({"fast": FAST, "slow": SLOW}, symbols=(SYMBOL,))
     end = bars[-1].timestamp + timedelta(minutes=1)
     t0 = time.perf_counter()
-    result = run_backtest(s, start=DEFAULT_ORIGIN, end=end, bars=bars, strategy=strategy)
+    result = Services(s).backtest(start=DEFAULT_ORIGIN, end=end, bars=bars, strategy=strategy)
     seconds = time.perf_counter() - t0
     signals = [(x.timestamp.replace(tzinfo=None), x.direction) for x in strategy.signals]
     info = {

@@ -1,5 +1,9 @@
 """One factory: every command builds the core services it needs from validated settings.
 
+``Services`` is the one place that chooses between the simulator and Alpaca: the broker, the
+market clock, the user stream and its lease, the bar feed, the engine and the live and
+backtest sessions are built here and nowhere else (adapters never import this module).
+
 Each service is a lazily built attribute, so a command builds only what it touches and building
 one service never imports another's dependencies (``mqd protections status`` never imports
 alpaca-py, websockets or httpx). Services that need a wider world say so by building the
@@ -8,17 +12,33 @@ attributes they use (the broker builds the throttler, for example).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mqd_cli.config.loading import LoadedConfig, load, store_path
 from mqd_cli.config.settings import Settings
 
 if TYPE_CHECKING:
+    from mqd_cli.brokers.base import Broker
     from mqd_cli.clock import Clock
+    from mqd_cli.notify import DiscordNotifier
+    from mqd_cli.orders.tracker import OrderTracker
+    from mqd_cli.protections.manager import ProtectionManager
     from mqd_cli.store import Store
+    from mqd_cli.stream.client import UserStreamTracker
+    from mqd_cli.stream.lease import StreamLease
     from mqd_cli.symbols.book import SymbolBook
+    from mqd_cli.throttle.throttler import Throttler
+    from mqd_cli.trading.engine import Engine, EngineEvent
+    from mqd_cli.trading.feeds import BarFeed
+    from mqd_cli.trading.live import LiveSession, RunOptions
+
+SIM_SESSION_DB = "sim-session.db"
 
 
 class Services:
@@ -28,12 +48,23 @@ class Services:
         *,
         clock: Clock | None = None,
         loaded: LoadedConfig | None = None,
+        bar_file: str | Path | None = None,
     ):
         self.loaded = loaded
         self.settings = (
             settings if settings is not None else (loaded.settings if loaded else Settings())
         )
         self._clock = clock
+        # A session (a sim run, a backtest) steps its own simulated exchange and may replay a
+        # CSV of bars; the plain services' simulator steps itself on its clock.
+        self._session = False
+        self._journal = True  # a backtest's tracker keeps no journal
+        self._bar_file = bar_file
+
+    @property
+    def is_sim(self) -> bool:
+        """``broker = "sim"``: the in-process simulated exchange, no network."""
+        return self.settings.broker == "sim"
 
     @classmethod
     def from_config(cls, cli_path: str | Path | None = None, **kwargs) -> Services:
@@ -60,21 +91,21 @@ class Services:
         )
 
     @cached_property
-    def throttler(self):
+    def throttler(self) -> Throttler:
         """The Throttler every outbound request goes through (budget shared via the store)."""
         from mqd_cli.throttle import build
 
         return build(self)
 
     @cached_property
-    def notifier(self):
+    def notifier(self) -> DiscordNotifier:
         """DiscordNotifier from [notify.discord]; disabled (no network) without a webhook."""
         from mqd_cli.notify import build
 
         return build(self)
 
     @cached_property
-    def protections(self):
+    def protections(self) -> ProtectionManager:
         """ProtectionManager over the store; the run loop sets ``.notify`` and calls ``start()``."""
         from mqd_cli.protections.manager import ProtectionManager
 
@@ -88,31 +119,233 @@ class Services:
         return SymbolBook(self.store, self.clock, stale_after=self.settings.symbols.stale_after)
 
     @cached_property
-    def tracker(self):
+    def tracker(self) -> OrderTracker:
         """OrderTracker restored from the store's journal (strategy from [strategy] name)."""
         from mqd_cli.orders.tracker import OrderTracker
 
         return OrderTracker.restore(self.store, self.clock, strategy=self.settings.strategy.name)
 
     @cached_property
-    def broker(self):
+    def broker(self) -> Broker:
         """The Broker: SimBroker (in-memory, seeded from [sim], on this clock) for
-        ``broker = "sim"``, the alpaca-py adapter for ``broker = "alpaca"``."""
-        if self.settings.broker == "alpaca":
-            from mqd_cli.brokers import alpaca
+        ``broker = "sim"``, the alpaca-py adapter for ``broker = "alpaca"`` (through the
+        shared throttler)."""
+        if not self.is_sim:
+            from mqd_cli.brokers.alpaca import AlpacaBroker
 
-            return alpaca.build(self)
+            return AlpacaBroker(self.settings.alpaca, throttler=self.throttler)
         from mqd_cli.brokers.sim.broker import SimBroker
 
-        return SimBroker(self.settings.sim, self.clock)
+        broker = SimBroker(self.settings.sim, self.clock, auto_step=not self._session)
+        if self._bar_file:
+            from mqd_cli.brokers.sim.prices import CsvError
+            from mqd_cli.errors import UsageError
+
+            path = Path(self._bar_file).expanduser()
+            if not path.is_file():
+                raise UsageError(f"bar file {path} not found", "check --data")
+            try:
+                broker.load_csv_prices(str(path))
+            except CsvError as exc:
+                raise UsageError(f"{exc.path}:{exc.line}: {exc.problem}", exc.fix) from exc
+        return broker
 
     @cached_property
-    def user_stream(self):
+    def market_clock(self) -> Clock:
+        """The trading state's time (orders, trades, locks, bars): the simulator's clock, or
+        Alpaca's time (``BrokerTimeClock``; ``sync`` it against the broker before use). The
+        throttle budget and the stream lease stay on ``clock``: they are shared with other
+        processes on this host in local time."""
+        if self.is_sim:
+            return self.clock
+        from mqd_cli.clock import BrokerTimeClock
+
+        return BrokerTimeClock(self.clock)
+
+    @cached_property
+    def stream_lease(self) -> StreamLease:
+        """The lease on the account's one trade_updates connection (in the store)."""
+        from mqd_cli.stream.lease import StreamLease, account_key
+
+        return StreamLease(
+            self.store, account_key(self.settings), self.clock, self.settings.stream.lease_ttl
+        )
+
+    @cached_property
+    def user_stream(self) -> UserStreamTracker:
         """UserStreamTracker over [alpaca] with [stream] timing, feeding ``tracker`` and
         gap-filling through ``broker``; UsageError with broker = "sim" (no websocket)."""
-        from mqd_cli.stream.client import build
+        return self.stream_for(self.tracker, self.clock)
 
-        return build(self)
+    def stream_for(self, tracker: Any, clock: Clock) -> UserStreamTracker:
+        """The user stream feeding ``tracker`` (the tracker, or a tap in front of it)."""
+        from mqd_cli.errors import UsageError
+
+        if self.is_sim:
+            raise UsageError(
+                'there is no trade_updates stream with broker = "sim"',
+                'run `mqd sim serve` and point [alpaca] at it with broker = "alpaca"',
+            )
+        from mqd_cli.brokers.alpaca import stream_endpoint
+        from mqd_cli.stream.client import StreamOptions, UserStreamTracker
+
+        a = self.settings.alpaca
+        return UserStreamTracker(
+            stream_endpoint(a),
+            a.key_id.reveal() or "",
+            a.secret_key.reveal() or "",
+            clock=clock,
+            tracker=tracker,
+            broker=self.broker,
+            options=StreamOptions.from_settings(self.settings.stream),
+        )
+
+    def bar_feed(
+        self,
+        clock: Clock | None = None,
+        *,
+        data: str | Path | None = None,
+        synthetic: bool = False,
+        origin: datetime | None = None,
+    ) -> BarFeed:
+        """The bar feed: a CSV (``data``) > the random walk (``synthetic`` or the simulator)
+        > Alpaca's data API through the throttler."""
+        from mqd_cli.trading.feeds import build_feed
+
+        return build_feed(
+            self.settings,
+            clock=clock or self.market_clock,
+            data=data,
+            synthetic=synthetic,
+            throttler_factory=lambda: self.throttler,
+            origin=origin,
+        )
+
+    def session_tracker(self, strategy: str | None = None) -> OrderTracker:
+        """The tracker of a session, restored from the store on the market clock (a
+        backtest's keeps no journal)."""
+        from mqd_cli.orders.tracker import OrderTracker
+
+        name = self.settings.strategy.name if strategy is None else strategy
+        if not self._journal:
+            return OrderTracker(None, self.market_clock, strategy=name)
+        if self.market_clock is self.clock and strategy is None:
+            return self.tracker
+        return OrderTracker.restore(self.store, self.market_clock, strategy=name)
+
+    def session_protections(self) -> ProtectionManager:
+        """The protections of a session, over the store on the market clock."""
+        if self.market_clock is self.clock:
+            return self.protections
+        from mqd_cli.protections.manager import ProtectionManager
+
+        return ProtectionManager(self.settings.protections, self.store, self.market_clock)
+
+    def engine(
+        self,
+        strategy: Any,
+        *,
+        tracker: OrderTracker,
+        protections: ProtectionManager,
+        halted: bool = False,
+        listener: Callable[[EngineEvent], None] | None = None,
+        **options: Any,
+    ) -> Engine:
+        """The engine over this broker, market clock, risk gate and symbols; a simulated
+        exchange is stepped by the engine and charges [sim] fees."""
+        from mqd_cli.trading.engine import Engine
+        from mqd_cli.trading.risk import RiskGate
+
+        if self.is_sim:
+            options.setdefault("step_broker", True)
+            options.setdefault("fee_per_share", self.settings.sim.fee_per_share)
+        return Engine(
+            strategy=strategy,
+            broker=self.broker,
+            tracker=tracker,
+            clock=self.market_clock,
+            protections=protections,
+            risk=RiskGate(self.settings.risk, halted=halted),
+            symbols=self.symbols,
+            listener=listener,
+            **options,
+        )
+
+    def sim_session(self) -> Services:
+        """Services for an offline sim run: an accelerated clock and a fresh session database.
+
+        The simulated exchange lives in this process's memory, so its orders and positions
+        vanish when the run ends; a journal from an earlier session would not match it. Each
+        sim run therefore journals into ``sim-session.db`` next to the configured store,
+        replaced at start and kept afterwards for inspection.
+        """
+        from mqd_cli.clock import AcceleratedClock
+        from mqd_cli.trading.live import parse_time
+
+        settings = self.settings
+        db = store_path(settings).with_name(SIM_SESSION_DB)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(db) + suffix).unlink()
+        run = settings.run
+        start = parse_time(run.sim_start, "[run] sim_start") if run.sim_start else None
+        clock = AcceleratedClock(settings.sim.speed, start, paused=True)
+        settings = dataclasses.replace(
+            settings, store=dataclasses.replace(settings.store, path=str(db))
+        )
+        session = Services(settings, clock=clock, loaded=self.loaded)
+        session._session = True
+        return session
+
+    def backtest_session(self, start: datetime, data: str | Path | None = None) -> Services:
+        """Services for a backtest: a ``BacktestClock`` at ``start``, a store in memory, the
+        simulated exchange stepped by the engine (replaying ``data`` when given)."""
+        from mqd_cli.clock import BacktestClock
+
+        s = self.settings
+        # Equity before the first trade is the simulated account's starting cash.
+        drawdown = dataclasses.replace(
+            s.protections.max_drawdown, starting_equity=s.sim.starting_cash
+        )
+        settings = dataclasses.replace(
+            s,
+            broker="sim",
+            store=dataclasses.replace(s.store, path=":memory:"),
+            protections=dataclasses.replace(s.protections, max_drawdown=drawdown),
+        )
+        session = Services(settings, clock=BacktestClock(start), loaded=self.loaded, bar_file=data)
+        session._session = True
+        session._journal = False
+        return session
+
+    def backtest(self, *, start: datetime, data: str | Path | None = None, **kw: Any) -> Any:
+        """Run a backtest (``trading.backtest.run_backtest``) on a backtest session of these
+        settings; returns its ``BacktestResult``."""
+        from mqd_cli.trading.backtest import run_backtest
+
+        return run_backtest(self.backtest_session(start, data), start=start, data=data, **kw)
+
+    def live_session(
+        self,
+        options: RunOptions,
+        *,
+        listener: Callable[[EngineEvent], None] | None = None,
+        on_tick: Callable[[LiveSession], None] | None = None,
+        base_dir: Path | None = None,
+    ) -> LiveSession:
+        """The session behind ``mqd run``: a sim session (own clock and journal) for the
+        simulator, these services for Alpaca."""
+        from mqd_cli.trading.live import LiveSession
+
+        services = self.sim_session() if self.is_sim else self
+        return LiveSession(
+            services,
+            options,
+            owns_services=services is not self,
+            listener=listener,
+            on_tick=on_tick,
+            base_dir=base_dir,
+        )
 
     def close(self) -> None:
         """Close what was built (only what was built): the broker's session before the store."""

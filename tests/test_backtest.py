@@ -12,7 +12,8 @@ import pytest
 from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN
 from mqd_cli.config.loading import loads
 from mqd_cli.config.settings import Settings
-from mqd_cli.trading.backtest import _lock_seconds, run_backtest
+from mqd_cli.factory import Services
+from mqd_cli.trading.backtest import _lock_seconds
 
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 DEMO = """
@@ -26,20 +27,20 @@ take_profit_pct = 0.5
 
 def test_the_same_seed_gives_the_same_report_and_another_seed_another():
     s = loads(DEMO).settings
-    a = run_backtest(s, start=START, end=START + timedelta(hours=6)).as_dict()
-    b = run_backtest(s, start=START, end=START + timedelta(hours=6)).as_dict()
+    a = Services(s).backtest(start=START, end=START + timedelta(hours=6)).as_dict()
+    b = Services(s).backtest(start=START, end=START + timedelta(hours=6)).as_dict()
     for doc in (a, b):
         doc.pop("seconds")
     assert a == b
     assert a["trades_count"] > 5
     other = dataclasses.replace(s, sim=dataclasses.replace(s.sim, seed=7))
-    c = run_backtest(other, start=START, end=START + timedelta(hours=6)).as_dict()
+    c = Services(other).backtest(start=START, end=START + timedelta(hours=6)).as_dict()
     assert c["trades"] != a["trades"]
 
 
 def test_stop_losses_trip_stoploss_guard_and_entries_wait_for_the_lock_to_end():
     s = loads(DEMO).settings
-    r = run_backtest(s, start=START, end=START + timedelta(hours=4))
+    r = Services(s).backtest(start=START, end=START + timedelta(hours=4))
     assert r.locks_by_protection().get("stoploss_guard", 0) >= 1
     lock = r.locks[0]
     assert r.refusals.get("protections", 0) > 0
@@ -49,7 +50,8 @@ def test_stop_losses_trip_stoploss_guard_and_entries_wait_for_the_lock_to_end():
 
 
 def test_the_report_adds_up():
-    r = run_backtest(Settings(), start=DEFAULT_ORIGIN, end=DEFAULT_ORIGIN + timedelta(hours=8))
+    end = DEFAULT_ORIGIN + timedelta(hours=8)
+    r = Services(Settings()).backtest(start=DEFAULT_ORIGIN, end=end)
     d = r.as_dict()
     assert d["bars"] == 2 * 8 * 60
     assert d["trades_count"] == len(d["trades"])
@@ -61,7 +63,7 @@ def test_the_report_adds_up():
 
 
 def test_max_drawdown_is_the_decimal_ratio_of_the_deepest_fall_below_the_peak():
-    r = run_backtest(loads(DEMO).settings, start=START, end=START + timedelta(hours=6))
+    r = Services(loads(DEMO).settings).backtest(start=START, end=START + timedelta(hours=6))
     assert isinstance(r.max_drawdown, Decimal) and r.max_drawdown_amount > 0
     assert all(isinstance(p.drawdown, Decimal) for p in r.equity_curve)
     assert max(p.drawdown for p in r.equity_curve) <= r.max_drawdown < 1
@@ -74,9 +76,9 @@ def test_letting_go_of_finished_orders_leaves_the_report_unchanged(monkeypatch):
     s = loads(DEMO).settings
     end = START + timedelta(hours=8)
     monkeypatch.setattr(backtest, "FORGET_EVERY", 2)
-    often = run_backtest(s, start=START, end=end).as_dict()
+    often = Services(s).backtest(start=START, end=end).as_dict()
     monkeypatch.setattr(backtest, "FORGET_EVERY", 10**9)
-    never = run_backtest(s, start=START, end=end).as_dict()
+    never = Services(s).backtest(start=START, end=end).as_dict()
     for doc in (often, never):
         doc.pop("seconds")
     assert often == never and often["orders"]["submitted"] > 4
@@ -86,8 +88,8 @@ def test_fees_and_slippage_from_sim_settings_cost_money():
     base = loads(DEMO).settings
     costly = loads(DEMO + '[sim]\nfee_per_share = "0.01"\nslippage_bps = "5"\n').settings
     end = START + timedelta(hours=6)
-    cheap_run = run_backtest(base, start=START, end=end, symbols=["AAPL"])
-    costly_run = run_backtest(costly, start=START, end=end, symbols=["AAPL"])
+    cheap_run = Services(base).backtest(start=START, end=end, symbols=["AAPL"])
+    costly_run = Services(costly).backtest(start=START, end=end, symbols=["AAPL"])
     assert costly_run.fees > 0
     assert costly_run.net_pnl < cheap_run.net_pnl
 

@@ -113,7 +113,7 @@ CLI_ONLY = {"typer", "rich", "click"}
 
 def is_core(path: Path) -> bool:
     r = path.relative_to(PKG).as_posix()
-    return not (r.startswith("commands/") or r in ("app.py", "output.py", "__main__.py"))
+    return not (r.startswith("commands/") or r in ("app.py", "__main__.py"))
 
 
 def imported_roots(tree: ast.Module) -> set[str]:
@@ -131,6 +131,158 @@ def test_core_modules_never_import_typer_or_rich(path):
     assert imported_roots(parse(path)) & CLI_ONLY == set(), (
         f"{rel(path)} imports the CLI stack; core modules return data, commands render it"
     )
+
+
+# -- imports point down ----------------------------------------------------------------------------
+#
+# Every import counts: at module level, inside functions and under TYPE_CHECKING alike, since
+# each is an arrow in the architecture (ARCHITECTURE.md, "Import rules").
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+NAMES = {module_name(p): p for p in MODULES}
+
+
+def resolve(name: str) -> str | None:
+    while name and name not in NAMES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def mqd_imports(tree: ast.Module) -> set[str]:
+    """The mqd_cli modules a module imports (``from pkg import mod`` counts as ``pkg.mod``)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # ``from pkg import mod`` is an arrow to pkg.mod; ``from mod import name`` to mod
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            targets = [t if t in NAMES else node.module for t in subs]
+        else:
+            continue
+        for t in targets:
+            if t.split(".")[0] == "mqd_cli" and (r := resolve(t)) and r != "mqd_cli":
+                found.add(r)
+    return found
+
+
+GRAPH = {name: mqd_imports(parse(path)) - {name} for name, path in NAMES.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    x = stack.pop()
+                    on.discard(x)
+                    comp.append(x)
+                    if x == v:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_and_passes_a_chain():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_import_scan_sees_function_level_and_type_checking_imports():
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from mqd_cli.factory import Services\n"
+        "def f():\n    from mqd_cli.orders import tracker\n"
+    )
+    assert mqd_imports(tree) == {"mqd_cli.factory", "mqd_cli.orders.tracker"}
+
+
+def test_there_are_no_import_cycles():
+    assert cycles(GRAPH) == []
+
+
+def test_the_store_imports_no_domain_module():
+    bad = {
+        (m, i)
+        for m, deps in GRAPH.items()
+        if m.startswith("mqd_cli.store")
+        for i in deps
+        if not i.startswith("mqd_cli.store") and i != "mqd_cli.errors"
+    }
+    assert bad == set(), "the store takes and returns rows; build domain objects above it"
+
+
+# Who may import the factory: the CLI, and doctor (which checks what the factory builds).
+FACTORY_USERS = ("mqd_cli.app", "mqd_cli.__main__", "mqd_cli.commands", "mqd_cli.doctor")
+
+
+def test_only_the_cli_imports_the_factory():
+    bad = sorted(
+        m
+        for m, deps in GRAPH.items()
+        if "mqd_cli.factory" in deps and not m.startswith(FACTORY_USERS)
+    )
+    assert bad == [], "adapters and core take their collaborators; the factory builds them"
+
+
+def test_core_never_imports_the_commands():
+    bad = sorted(
+        (m, i)
+        for m, deps in GRAPH.items()
+        if not m.startswith(("mqd_cli.commands", "mqd_cli.app", "mqd_cli.__main__"))
+        for i in deps
+        if i.startswith(("mqd_cli.commands", "mqd_cli.app"))
+    )
+    assert bad == []
+
+
+def test_only_the_alpaca_adapter_imports_alpaca_py():
+    users = sorted(rel(p) for p in MODULES if "alpaca" in imported_roots(parse(p)))
+    assert users == ["mqd_cli/brokers/alpaca.py"]
+
+
+LOW = ("mqd_cli.throttle", "mqd_cli.wire", "mqd_cli.model", "mqd_cli.clock", "mqd_cli.errors")
+HIGH = ("mqd_cli.brokers", "mqd_cli.trading", "mqd_cli.orders", "mqd_cli.reconcile")
+
+
+def test_low_layers_never_import_high_ones():
+    bad = sorted(
+        (m, i) for m, deps in GRAPH.items() if m.startswith(LOW) for i in deps if i.startswith(HIGH)
+    )
+    assert bad == [], "throttle, wire, model, clock and errors sit below brokers and trading"
 
 
 # -- heavy dependencies are imported inside the functions that need them ---------------------------

@@ -14,7 +14,7 @@ from mqd_cli.clock import AcceleratedClock
 from mqd_cli.config.loading import loads
 from mqd_cli.config.settings import SimSettings
 from mqd_cli.factory import Services
-from mqd_cli.trading.live import LiveSession, RunOptions
+from mqd_cli.trading.live import RunOptions
 
 SPEED = 300.0  # emulator and loop clocks: a 1-minute bar every 0.2 s
 
@@ -96,8 +96,7 @@ def test_the_loop_trades_through_the_emulator_and_every_safety_system_acts(emula
     services = Services(settings, clock=clock)
     sync(services.store, services.broker, clock)
     events = []
-    session = LiveSession(
-        services,
+    session = services.live_session(
         RunOptions(duration=timedelta(minutes=20)),
         listener=events.append,
         base_dir=tmp_path,
@@ -108,7 +107,7 @@ def test_the_loop_trades_through_the_emulator_and_every_safety_system_acts(emula
         tracker = session.services.tracker
         broker_orders = services.broker.list_orders("all")
         from mqd_cli.store import stream as lease_db
-        from mqd_cli.stream.client import account_key
+        from mqd_cli.stream.lease import account_key
 
         lease_after = lease_db.current_lease(services.store, account_key(settings))
     finally:

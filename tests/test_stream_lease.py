@@ -13,15 +13,8 @@ from mqd_cli.errors import UsageError
 from mqd_cli.factory import Services
 from mqd_cli.store import Store
 from mqd_cli.store import stream as q
-from mqd_cli.stream.client import (
-    LeaseHeld,
-    StreamHealth,
-    StreamLease,
-    StreamOptions,
-    UserStreamTracker,
-    account_key,
-    run_leased,
-)
+from mqd_cli.stream.client import StreamHealth, StreamOptions, UserStreamTracker
+from mqd_cli.stream.lease import LeaseHeld, StreamLease, account_key, run_leased
 
 T0 = datetime(2026, 1, 5, 14, 35, tzinfo=UTC)
 TTL = timedelta(seconds=30)

@@ -64,14 +64,14 @@ class Holder:
 
     def _run(self):
         from mqd_cli.factory import Services
-        from mqd_cli.stream.client import StreamLease, run_leased
+        from mqd_cli.stream.lease import run_leased
 
         services = Services.from_config(self.config_path)
         try:
             self.stream = services.user_stream
             self.stream.subscribe(lambda u: None)
             self.ready.set()
-            asyncio.run(run_leased(self.stream, StreamLease.for_services(services)))
+            asyncio.run(run_leased(self.stream, services.stream_lease))
         finally:
             services.close()
 

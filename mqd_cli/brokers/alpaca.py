@@ -52,7 +52,6 @@ from mqd_cli.wire import parse as wire_parse
 
 if TYPE_CHECKING:
     from mqd_cli.config.settings import AlpacaSettings
-    from mqd_cli.factory import Services
 
 T = TypeVar("T")
 
@@ -531,9 +530,3 @@ class AlpacaBroker:
         if self._http is not None:
             self._http.close()
             self._http = None
-
-
-def build(services: Services) -> AlpacaBroker:
-    """The adapter for ``broker = "alpaca"``, drawing on the shared throttler when there is one."""
-    throttler = getattr(services, "throttler", None)
-    return AlpacaBroker(services.settings.alpaca, throttler=throttler)

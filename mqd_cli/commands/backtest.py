@@ -109,7 +109,8 @@ def register(app: typer.Typer) -> None:
         from dataclasses import replace
 
         from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN
-        from mqd_cli.trading.backtest import csv_span, run_backtest
+        from mqd_cli.factory import Services
+        from mqd_cli.trading.backtest import csv_span
 
         if data is not None and synthetic:
             raise UsageError("--data and --synthetic exclude each other", "pick one source")
@@ -120,10 +121,7 @@ def register(app: typer.Typer) -> None:
             chosen = _symbols(symbols)
             first = last = None
             if data is not None:
-                from mqd_cli.clock import BacktestClock
-                from mqd_cli.trading.backtest import build_broker
-
-                probe = build_broker(settings, BacktestClock(DEFAULT_ORIGIN), data)
+                probe = Services(settings).backtest_session(DEFAULT_ORIGIN, data).broker
                 in_file = sorted(probe.prices.symbols)
                 if chosen is None:
                     wanted = [s for s in settings.strategy.symbols if s.upper() in in_file]
@@ -149,8 +147,7 @@ def register(app: typer.Typer) -> None:
             base_dir = loaded.path.parent if loaded is not None and loaded.path else None
             progress = _progress(c.out)
             try:
-                result = run_backtest(
-                    settings,
+                result = Services(settings, loaded=loaded).backtest(
                     start=begin,
                     end=finish,
                     symbols=chosen,

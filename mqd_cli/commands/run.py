@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         Example: mqd run --config config.example.toml
         """
         from mqd_cli.durations import parse_duration
-        from mqd_cli.trading.live import LiveSession, RunOptions
+        from mqd_cli.trading.live import RunOptions
 
         span = None
         if duration is not None:
@@ -121,8 +121,8 @@ def register(app: typer.Typer) -> None:
             loaded = c.services.loaded
             base_dir = loaded.path.parent if loaded is not None and loaded.path else None
             view = _View(c.out, json_out)
-            session = LiveSession(
-                c.services, options, listener=view.event, on_tick=view.tick, base_dir=base_dir
+            session = c.services.live_session(
+                options, listener=view.event, on_tick=view.tick, base_dir=base_dir
             )
             try:
                 session.prepare()

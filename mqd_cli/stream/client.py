@@ -33,31 +33,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mqd_cli.clock import Clock
-from mqd_cli.errors import UsageError
 from mqd_cli.model import OrderReport, OrderStatus, TradeEvent, TradeUpdate
-from mqd_cli.stream.lease import LeaseHeld, StreamLease, account_key, holder_id, run_leased
 from mqd_cli.wire.parse import PayloadError, parse_trade_update
-
-if TYPE_CHECKING:
-    from mqd_cli.factory import Services
-
-__all__ = [
-    "AuthRejected",
-    "HandshakeRejected",
-    "LeaseHeld",
-    "StreamHealth",
-    "StreamLease",
-    "StreamOptions",
-    "UserStreamTracker",
-    "account_key",
-    "backoff_delay",
-    "build",
-    "holder_id",
-    "run_leased",
-]
 
 log = logging.getLogger("mqd.stream")
 # websockets logs every frame at DEBUG, the auth message (with the secret) included: never below
@@ -752,28 +732,3 @@ def _decode(frame: bytes | str) -> dict | None:
 def _short(message: dict) -> str:
     text = json.dumps(message)
     return text if len(text) < 200 else text[:197] + "..."
-
-
-# -- factory ----------------------------------------------------------------------------------
-
-
-def build(services: Services) -> UserStreamTracker:
-    """The stream of ``[alpaca]`` with ``[stream]`` timing, feeding ``services.tracker`` and
-    gap-filling through ``services.broker`` (and so through the shared throttler)."""
-    settings = services.settings
-    if settings.broker != "alpaca":
-        raise UsageError(
-            'there is no trade_updates stream with broker = "sim"',
-            'run `mqd sim serve` and point [alpaca] at it with broker = "alpaca"',
-        )
-    from mqd_cli.brokers.alpaca import stream_endpoint
-
-    return UserStreamTracker(
-        stream_endpoint(settings.alpaca),
-        settings.alpaca.key_id.reveal() or "",
-        settings.alpaca.secret_key.reveal() or "",
-        clock=services.clock,
-        tracker=services.tracker,
-        broker=services.broker,
-        options=StreamOptions.from_settings(settings.stream),
-    )

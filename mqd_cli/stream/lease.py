@@ -15,16 +15,14 @@ import logging
 import os
 import socket
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mqd_cli.clock import Clock
 from mqd_cli.errors import StateError
 
 if TYPE_CHECKING:
-    from mqd_cli.factory import Services
     from mqd_cli.store import Store
     from mqd_cli.store.stream import Lease
-    from mqd_cli.stream.client import StreamHealth, UserStreamTracker
 
 log = logging.getLogger("mqd.stream")
 
@@ -68,15 +66,6 @@ class StreamLease:
         self.holder = holder or holder_id()
         self.held = False
 
-    @classmethod
-    def for_services(cls, services: Services) -> StreamLease:
-        return cls(
-            services.store,
-            account_key(services.settings),
-            services.clock,
-            services.settings.stream.lease_ttl,
-        )
-
     def acquire(self) -> Lease:
         """Take the lease; ``LeaseHeld`` names the live holder when another process has it."""
         from mqd_cli.store import stream as q
@@ -95,7 +84,7 @@ class StreamLease:
         self.held = True
         return lease
 
-    def heartbeat(self, health: StreamHealth | None = None) -> bool:
+    def heartbeat(self, health: Health | None = None) -> bool:
         """Extend the lease (with the health for other processes); False when it was lost."""
         from mqd_cli.store import stream as q
 
@@ -112,7 +101,24 @@ class StreamLease:
         self.held = False
 
 
-async def run_leased(stream: UserStreamTracker, lease: StreamLease) -> None:
+class Health(Protocol):
+    """The stream's health as other processes read it (``client.StreamHealth``)."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class LeasedStream(Protocol):
+    """What ``run_leased`` runs (``client.UserStreamTracker``)."""
+
+    @property
+    def health(self) -> Health: ...
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def run_leased(stream: LeasedStream, lease: StreamLease) -> None:
     """Hold the lease while the stream runs: acquire (``LeaseHeld`` if another process is the
     live holder, before any connection), heartbeat every ttl/3 with the stream's health,
     release when the stream stops. A lease lost to another holder stops the stream and raises

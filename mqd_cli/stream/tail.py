@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mqd_cli.errors import BrokerError, UsageError
 from mqd_cli.model import TradeEvent, TradeUpdate
 
 if TYPE_CHECKING:
-    from mqd_cli.factory import Services
     from mqd_cli.store import Store
 
 log = logging.getLogger("mqd.stream.tail")
@@ -200,12 +199,20 @@ def first_row_since(store: Store, cutoff: datetime) -> int:
     return lo
 
 
+class TailServices(Protocol):
+    """What the tail takes from the factory (``mqd_cli.factory.Services``)."""
+
+    settings: Any
+    clock: Any
+    store: Store
+
+
 class StreamTail:
     """Follows the account's order events from the best source and hands each to ``emit``."""
 
     def __init__(
         self,
-        services: Services,
+        services: TailServices,
         *,
         emit: Callable[[TailEvent], None],
         status: Callable[[str], None],
@@ -215,7 +222,7 @@ class StreamTail:
         direct: bool = False,
         journal: bool = False,
     ):
-        from mqd_cli.stream.client import account_key
+        from mqd_cli.stream.lease import account_key
 
         self.services = services
         self.settings = services.settings

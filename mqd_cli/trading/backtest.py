@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mqd_cli.errors import UsageError
 from mqd_cli.model import Bar
@@ -180,25 +180,21 @@ def csv_span(broker: Any, symbols: Sequence[str]) -> tuple[datetime, datetime] |
     return min(firsts), max(lasts)
 
 
-def build_broker(settings: Any, clock: Any, data: str | Path | None = None) -> Any:
-    """The simulated exchange of a backtest (no auto-step: the engine steps it)."""
-    from mqd_cli.brokers.sim.broker import SimBroker
-    from mqd_cli.brokers.sim.prices import CsvError
+class BacktestServices(Protocol):
+    """What a backtest takes from the factory (``Services.backtest_session``)."""
 
-    broker = SimBroker(settings.sim, clock, auto_step=False)
-    if data:
-        path = Path(data).expanduser()
-        if not path.is_file():
-            raise UsageError(f"bar file {path} not found", "check --data")
-        try:
-            broker.load_csv_prices(str(path))
-        except CsvError as exc:
-            raise UsageError(f"{exc.path}:{exc.line}: {exc.problem}", exc.fix) from exc
-    return broker
+    settings: Any
+    clock: Any
+    broker: Any
+    store: Any
+
+    def session_tracker(self, strategy: str | None = None) -> Any: ...
+    def session_protections(self) -> Any: ...
+    def engine(self, strategy: Any, **kw: Any) -> Engine: ...
 
 
 def run_backtest(
-    settings: Any,
+    services: BacktestServices,
     *,
     start: datetime,
     end: datetime,
@@ -218,16 +214,12 @@ def run_backtest(
     """
     from dataclasses import replace
 
-    from mqd_cli.clock import BacktestClock
-    from mqd_cli.orders.tracker import OrderTracker
-    from mqd_cli.protections.manager import ProtectionManager
-    from mqd_cli.store import Store
+    from mqd_cli.brokers.errors import NotFound
     from mqd_cli.store.trades import insert_closed_trade
     from mqd_cli.strategies import load_strategy
-    from mqd_cli.symbols.book import SymbolBook
     from mqd_cli.symbols.sync import sync as sync_symbols
-    from mqd_cli.trading.risk import RiskGate
 
+    settings = services.settings
     if end <= start:
         raise UsageError(
             f"the backtest range is empty ({start.isoformat()} .. {end.isoformat()})",
@@ -237,10 +229,9 @@ def run_backtest(
     symbols = tuple(s.upper() for s in (symbols or settings.strategy.symbols))
     if not symbols:
         raise UsageError("no symbols to backtest", "set [strategy] symbols or pass --symbols")
-    clock = BacktestClock(start)
-    broker = build_broker(settings, clock, data)
-    from mqd_cli.brokers.errors import NotFound
-
+    settings = services.settings
+    clock = services.clock
+    broker = services.broker
     for s in symbols:
         try:
             broker.get_asset(s)
@@ -249,32 +240,19 @@ def run_backtest(
                 f"{s} is not an asset of the simulated exchange",
                 "use a symbol of the sim universe (mqd symbols show) or one in the --data file",
             ) from None
-    store = Store.open(":memory:")
+    store = services.store
     try:
         sync_symbols(store, broker, clock)
-        book = SymbolBook(store, clock)
         if strategy is None:
             strategy = load_strategy(
                 replace(settings.strategy, symbols=list(symbols)), base_dir=base_dir
             )
-        tracker = OrderTracker(None, clock, strategy=getattr(strategy, "name", ""))
-        # Equity before the first trade is the simulated account's starting cash.
-        drawdown = replace(
-            settings.protections.max_drawdown, starting_equity=settings.sim.starting_cash
-        )
-        protections = ProtectionManager(
-            replace(settings.protections, max_drawdown=drawdown), store, clock
-        )
-        engine = Engine(
-            strategy=strategy,
-            broker=broker,
+        tracker = services.session_tracker(getattr(strategy, "name", ""))
+        protections = services.session_protections()
+        engine = services.engine(
+            strategy,
             tracker=tracker,
-            clock=clock,
             protections=protections,
-            risk=RiskGate(settings.risk),
-            symbols=book,
-            step_broker=True,
-            fee_per_share=settings.sim.fee_per_share,
             starting_cash=settings.sim.starting_cash,
             listener=listener,
             trade_sink=lambda t: insert_closed_trade(store, t),

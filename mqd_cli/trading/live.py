@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from mqd_cli.clock import AcceleratedClock, BrokerTimeClock
 from mqd_cli.errors import BrokerError, StateError, UsageError
 from mqd_cli.trading.engine import Engine, EngineEvent
 from mqd_cli.wire.parse import as_utc
@@ -35,9 +34,30 @@ from mqd_cli.wire.parse import as_utc
 log = logging.getLogger("mqd.run")
 
 ZERO = Decimal(0)
-SIM_SESSION_DB = "sim-session.db"
 # Reconcile findings that are our own orders' missed events: applied at start without asking.
 _OWN_KINDS = frozenset({"status_drift", "fill_drift", "shadow"})
+
+
+class SessionServices(Protocol):
+    """What a live session takes from the factory (``mqd_cli.factory.Services``)."""
+
+    settings: Any
+    is_sim: bool
+    market_clock: Any
+    store: Any
+    store_path: Path
+    broker: Any
+    symbols: Any
+    notifier: Any
+    throttler: Any
+    stream_lease: Any
+
+    def session_tracker(self) -> Any: ...
+    def session_protections(self) -> Any: ...
+    def engine(self, strategy: Any, **kw: Any) -> Engine: ...
+    def stream_for(self, tracker: Any, clock: Any) -> Any: ...
+    def bar_feed(self, clock: Any = None) -> Any: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -113,32 +133,6 @@ def parse_time(text: str, what: str) -> datetime:
     return as_utc(value)
 
 
-def sim_session_services(services: Any) -> Any:
-    """Services for an offline sim run: an accelerated clock and a fresh session database.
-
-    The simulated exchange lives in this process's memory, so its orders and positions vanish
-    when the run ends; a journal from an earlier session would not match it. Each sim run
-    therefore journals into ``sim-session.db`` next to the configured store, replaced at start
-    and kept afterwards for inspection.
-    """
-    from mqd_cli.config.loading import store_path
-    from mqd_cli.factory import Services
-
-    settings = services.settings
-    db = store_path(settings).with_name(SIM_SESSION_DB)
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(str(db) + suffix).unlink()
-    start = (
-        parse_time(settings.run.sim_start, "[run] sim_start") if settings.run.sim_start else None
-    )
-    clock = AcceleratedClock(settings.sim.speed, start, paused=True)
-    settings = dataclasses.replace(
-        settings, store=dataclasses.replace(settings.store, path=str(db))
-    )
-    return Services(settings, clock=clock, loaded=services.loaded)
-
-
 class _TrackerTap:
     """The tracker as the user stream sees it: every result is mirrored into the engine.
 
@@ -174,22 +168,24 @@ class LiveSession:
 
     def __init__(
         self,
-        services: Any,
+        services: SessionServices,
         options: RunOptions,
         *,
+        owns_services: bool = False,
         listener: Callable[[EngineEvent], None] | None = None,
         on_tick: Callable[[LiveSession], None] | None = None,
         base_dir: Path | None = None,
     ):
+        """Built by ``Services.live_session`` (which picks a sim session or Alpaca)."""
         self.options = options
-        self.is_sim = services.settings.broker == "sim"
-        self.services = sim_session_services(services) if self.is_sim else services
-        self._owns_services = self.services is not services
-        self.settings = self.services.settings
+        self.is_sim = services.is_sim
+        self.services = services
+        self._owns_services = owns_services
+        self.settings = services.settings
         # The market clock: the trading state (orders, trades, locks, bars) is in the broker's
         # time. The services' clock stays local: the throttle budget and the stream lease are
         # shared with other processes on this host in local time.
-        self.clock = self.services.clock if self.is_sim else BrokerTimeClock(self.services.clock)
+        self.clock: Any = services.market_clock
         self.tracker: Any = None
         self.protections: Any = None
         self.listener = listener
@@ -225,52 +221,36 @@ class LiveSession:
     def prepare(self) -> None:
         """Everything before the first bar; raises MqdError when trading must not start."""
         from mqd_cli.strategies import load_strategy
-        from mqd_cli.trading.risk import RiskGate
 
         s = self.settings
         sv = self.services
         strategy = load_strategy(s.strategy, base_dir=self.base_dir)
+        self.broker = sv.broker
         if self.is_sim:
-            from mqd_cli.brokers.sim.broker import SimBroker
-
-            self.broker = SimBroker(s.sim, self.clock, auto_step=False)
             self._say(
                 f"simulated exchange (offline), {s.sim.speed:g}x speed from "
                 f"{self.clock.now():%Y-%m-%d %H:%M} UTC; journal {sv.store_path}"
             )
         else:
-            self.broker = sv.broker
             self._say(
                 f"broker alpaca ({'paper' if s.alpaca.paper else 'LIVE'})"
                 f" {s.alpaca.base_url or ''}".rstrip()
             )
         self._sync_market_clock()
         store = sv.store
-        if self.is_sim:
-            tracker, protections = sv.tracker, sv.protections
-        else:
-            from mqd_cli.orders.tracker import OrderTracker
-            from mqd_cli.protections.manager import ProtectionManager
-
-            tracker = OrderTracker.restore(store, self.clock, strategy=s.strategy.name)
-            protections = ProtectionManager(s.protections, store, self.clock)
+        tracker, protections = sv.session_tracker(), sv.session_protections()
         self.tracker, self.protections = tracker, protections
         account = self.broker.get_account()
         self._reconcile(tracker)
         self._symbols(store)
         notifier = self._notifier()
-        engine = Engine(
-            strategy=strategy,
-            broker=self.broker,
+        engine = sv.engine(
+            strategy,
             tracker=tracker,
-            clock=self.clock,
             protections=protections,
-            risk=RiskGate(s.risk, halted=self.options.halt),
-            symbols=sv.symbols,
+            halted=self.options.halt,
             params=dict(getattr(strategy, "params", {}) or {}),
             dry_run=self.options.dry_run,
-            step_broker=self.is_sim,
-            fee_per_share=s.sim.fee_per_share if self.is_sim else ZERO,
             starting_cash=account.cash,
             account_ttl=0.0 if self.is_sim else 5.0,
             listener=self._on_engine_event,
@@ -312,9 +292,7 @@ class LiveSession:
         d = self.settings.notify.discord
         if not d.webhook_url.is_set():
             return None
-        from mqd_cli.notify import DiscordNotifier
-
-        notifier = DiscordNotifier(d, clock=self.services.clock, throttler=self.services.throttler)
+        notifier = self.services.notifier
         if notifier.unknown_events:
             self._say(
                 f"[notify.discord] events lists unknown names: "
@@ -386,30 +364,12 @@ class LiveSession:
     def _start_stream(self, tracker: Any, engine: Engine) -> None:
         """Take the account's stream lease (refuse to start while another process holds it)
         and build the user stream; ``run`` keeps the lease alive while the stream runs."""
-        from mqd_cli.brokers.alpaca import stream_endpoint
-        from mqd_cli.stream.client import StreamLease, StreamOptions, UserStreamTracker, account_key
-
-        a = self.settings.alpaca
-        st = self.settings.stream
-        # The lease lives on the local clock: other processes (stream tail) read it in theirs.
-        self._lease = StreamLease(
-            self.services.store, account_key(self.settings), self.services.clock, st.lease_ttl
-        )
+        self._lease = self.services.stream_lease
         self._lease.acquire()
-        self.stream = UserStreamTracker(
-            stream_endpoint(a),
-            a.key_id.reveal(),
-            a.secret_key.reveal(),
-            clock=self.clock,
-            tracker=_TrackerTap(tracker, engine, self._wake_loop),
-            broker=self.broker,
-            options=StreamOptions.from_settings(st),
+        self.stream = self.services.stream_for(
+            _TrackerTap(tracker, engine, self._wake_loop), self.clock
         )
-        from mqd_cli.trading.feeds import AlpacaBarsFeed
-
-        self.feed = AlpacaBarsFeed.from_settings(
-            self.settings, clock=self.clock, throttler=self.services.throttler
-        )
+        self.feed = self.services.bar_feed(self.clock)
 
     # -- market time and bars ----------------------------------------------------------------
 
@@ -538,7 +498,7 @@ class LiveSession:
         poll = s.run.poll_interval.total_seconds()
         tasks: list[asyncio.Task] = []
         if self.stream is not None:
-            from mqd_cli.stream.client import run_leased
+            from mqd_cli.stream.lease import run_leased
 
             stream_task = asyncio.create_task(
                 run_leased(self.stream, self._lease), name="trade_updates"
