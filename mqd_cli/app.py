@@ -82,7 +82,7 @@ def _guard(fn):
             _report(MqdError(f"internal error: {type(exc).__name__}: {exc}", hint), verbose)
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
-    wrapper.__mqd_guarded__ = True
+    setattr(wrapper, "__mqd_guarded__", True)  # noqa: B010 (a marker mypy cannot type)
     return wrapper
 
 

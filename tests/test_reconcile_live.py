@@ -19,9 +19,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from test_run_kill import PING_PONG, run_config, run_env
 
 from mqd_cli.config.settings import SimSettings
+
+pytestmark = pytest.mark.slow  # mqd run in a subprocess beside reconciles
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOKBACK = "400d"  # the emulator's simulated time lies in the past of the wall clock

@@ -14,7 +14,11 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from mqd_cli.config.settings import SimSettings
+
+pytestmark = pytest.mark.slow  # mqd run in a subprocess, killed and restarted
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,8 @@ from test_run_kill import run_config, spawn, wait_for
 
 from mqd_cli.config.settings import SimSettings
 
+pytestmark = pytest.mark.slow  # mqd run in a subprocess, stopped and restarted
+
 BUY_ONCE = """
 from decimal import Decimal
 

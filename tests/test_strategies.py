@@ -14,8 +14,9 @@ from mqd_cli.clock import BacktestClock
 from mqd_cli.config.settings import StrategySettings
 from mqd_cli.errors import ConfigError, UsageError
 from mqd_cli.model import Bar, FillReport, Side
-from mqd_cli.strategies import MemoryContext, Strategy, load_strategy
+from mqd_cli.strategies.base import MemoryContext, Strategy
 from mqd_cli.strategies.buy_and_hold import BuyAndHold
+from mqd_cli.strategies.loader import load_strategy
 from mqd_cli.strategies.sma_cross import MovingAverages, SmaCross
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)

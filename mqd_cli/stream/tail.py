@@ -202,9 +202,12 @@ def first_row_since(store: Store, cutoff: datetime) -> int:
 class TailServices(Protocol):
     """What the tail takes from the factory (``mqd_cli.factory.Services``)."""
 
-    settings: Any
-    clock: Any
-    store: Store
+    @property
+    def settings(self) -> Any: ...
+    @property
+    def clock(self) -> Any: ...
+    @property
+    def store(self) -> Store: ...
 
 
 class StreamTail:
