@@ -20,9 +20,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from test_run_kill import PING_PONG, run_config, run_env
 
 from mqd_cli.config.settings import SimSettings
+from tests.support import PING_PONG, run_config, run_env
 
 pytestmark = pytest.mark.slow  # mqd run in a subprocess beside reconciles
 

@@ -4,117 +4,17 @@ broker's state survives the kills): no order doubled, no fill lost, `mqd reconci
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from mqd_cli.config.settings import SimSettings
+from tests.support import PING_PONG, run_config, spawn, wait_for
 
 pytestmark = pytest.mark.slow  # mqd run in a subprocess, killed and restarted
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# Buy 1, sell it, buy 1, ...: the next order is sent from on_fill, so orders are in flight
-# (journaled, sent, answered, streamed) at every moment a kill can land.
-PING_PONG = """
-from decimal import Decimal
-from mqd_cli.model import OrderIntent, Side
-from mqd_cli.strategies.base import BaseStrategy
-
-class PingPong(BaseStrategy):
-    name = "pingpong"
-
-    def _next(self, ctx):
-        if ctx.open_orders("AAPL"):
-            return []
-        if ctx.position("AAPL") > 0:
-            return [OrderIntent("AAPL", Side.SELL, qty=ctx.position("AAPL"), reason="signal")]
-        return [OrderIntent("AAPL", Side.BUY, qty=Decimal(1), reason="entry")]
-
-    def on_start(self, ctx):
-        return self._next(ctx)
-
-    def on_fill(self, fill, ctx):
-        return self._next(ctx)
-"""
-
-
-def run_env(home: Path) -> dict[str, str]:
-    """The environment of an `mqd run` subprocess with ``home`` as its user's home."""
-    return {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "PYTHONPATH": str(ROOT),
-    }
-
-
-def run_config(srv, tmp_path: Path, code: str, cls: str, *, run: str = "") -> Path:
-    """A config running strategy ``cls`` (source ``code``) on AAPL against the emulator
-    ``srv``: a fast loop, a 1 s stream lease, no throttle or protections in the way. ``run``
-    adds lines to ``[run]``."""
-    strategy = tmp_path / f"{cls.lower()}.py"
-    strategy.write_text(code)
-    cfg = tmp_path / f"{cls.lower()}.toml"
-    cfg.write_text(
-        srv.config_toml()
-        + textwrap.dedent(f"""
-        [store]
-        path = "{tmp_path / "mqd.db"}"
-        [strategy]
-        name = "{strategy}:{cls}"
-        symbols = ["AAPL"]
-        [run]
-        warmup_bars = 0
-        poll_interval = "50ms"
-        """)
-        + textwrap.dedent(run)
-        + textwrap.dedent("""
-        [stream]
-        lease_ttl = "1s"
-        [throttle.limits.alpaca_trading]
-        limit = 100000
-        [protections.stoploss_guard]
-        enabled = false
-        [protections.cooldown]
-        enabled = false
-        [protections.max_drawdown]
-        enabled = false
-        """)
-    )
-    return cfg
-
-
-def spawn(cfg: Path, home: Path, *args: str) -> subprocess.Popen:
-    env = run_env(home)
-    return subprocess.Popen(
-        [sys.executable, "-m", "mqd_cli", "run", "--config", str(cfg), "--json", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(proc: subprocess.Popen, kind: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"mqd run ended early: {proc.stderr.read()[-2000:]}")
-        if json.loads(line)["event"] == kind:
-            return
-    raise AssertionError(f"no {kind} event within {timeout}s")
 
 
 def test_kill_9_at_random_moments_then_restart_doubles_nothing_and_loses_nothing(

@@ -11,9 +11,9 @@ import time
 from decimal import Decimal
 
 import pytest
-from test_run_kill import run_config, spawn, wait_for
 
 from mqd_cli.config.settings import SimSettings
+from tests.support import run_config, spawn, wait_for
 
 pytestmark = pytest.mark.slow  # mqd run in a subprocess, stopped and restarted
 

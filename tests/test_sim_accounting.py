@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from mqd_cli.model import PositionSide, Side
-from tests.sim_support import make_sim, scripted
+from tests.support import make_sim, scripted
 
 D = Decimal
 # open 100, then 110, then 90, then 95 (each bar flat, so the fill price is the open)

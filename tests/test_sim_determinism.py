@@ -10,7 +10,7 @@ from mqd_cli.clock import BacktestClock
 from mqd_cli.config.settings import SimSettings
 from mqd_cli.model import OrderIntent, OrderType, Side, TimeInForce
 from mqd_cli.wire.format import trade_update_to_wire
-from tests.sim_support import T0
+from tests.support import T0
 
 
 def run(seed: int) -> tuple[list[dict], str]:

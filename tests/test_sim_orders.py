@@ -9,7 +9,7 @@ import pytest
 
 from mqd_cli.brokers.errors import NotFound, OrderRejected
 from mqd_cli.model import OrderStatus, Side, TradeEvent
-from tests.sim_support import MINUTE, T0, make_sim, scripted
+from tests.support import MINUTE, T0, make_sim, scripted
 
 D = Decimal
 

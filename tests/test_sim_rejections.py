@@ -8,7 +8,7 @@ import pytest
 
 from mqd_cli.brokers.errors import InsufficientFunds, NotFound, OrderRejected
 from mqd_cli.model import Side
-from tests.sim_support import make_sim, scripted
+from tests.support import make_sim, scripted
 
 D = Decimal
 CALM = [("100.00", "100.20", "99.90", "100.10")] * 5
