@@ -178,7 +178,9 @@ class Services:
         return self.stream_for(self.tracker, self.clock)
 
     def stream_for(self, tracker: Any, clock: Clock) -> UserStreamTracker:
-        """The user stream feeding ``tracker`` (the tracker, or a tap in front of it)."""
+        """The user stream feeding ``tracker`` (the tracker, or a tap in front of it); with
+        ``tracker`` None a viewer (``mqd stream tail --direct``) that journals nothing, owns no
+        orders and gap-fills nothing."""
         from mqd_cli.errors import UsageError
 
         if self.is_sim:
@@ -196,7 +198,7 @@ class Services:
             a.secret_key.reveal() or "",
             clock=clock,
             tracker=tracker,
-            broker=self.broker,
+            broker=None if tracker is None else self.broker,
             options=StreamOptions.from_settings(self.settings.stream),
         )
 

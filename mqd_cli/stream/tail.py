@@ -209,6 +209,8 @@ class TailServices(Protocol):
     @property
     def store(self) -> Store: ...
 
+    def stream_for(self, tracker: Any, clock: Any) -> Any: ...
+
 
 class StreamTail:
     """Follows the account's order events from the best source and hands each to ``emit``."""
@@ -385,19 +387,8 @@ class StreamTail:
         return "done"
 
     async def _follow_direct(self) -> str:
-        from mqd_cli.stream.client import StreamOptions, UserStreamTracker
-
-        alpaca = self.settings.alpaca
         url = self._url()
-        stream = UserStreamTracker(
-            url,
-            alpaca.key_id.reveal() or "",
-            alpaca.secret_key.reveal() or "",
-            clock=self.clock,
-            tracker=None,  # a viewer: it journals nothing and owns no orders
-            broker=None,
-            options=StreamOptions.from_settings(self.settings.stream),
-        )
+        stream = self.services.stream_for(None, self.clock)  # a viewer: journals nothing
         queue: asyncio.Queue[TradeUpdate] = asyncio.Queue()
         stream.subscribe(queue.put_nowait)
         self._stream = stream

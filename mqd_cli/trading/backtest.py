@@ -216,7 +216,7 @@ def run_backtest(
 
     from mqd_cli.brokers.errors import NotFound
     from mqd_cli.store.trades import insert_closed_trade
-    from mqd_cli.strategies import load_strategy
+    from mqd_cli.strategies.loader import load_strategy
     from mqd_cli.symbols.sync import sync as sync_symbols
 
     settings = services.settings

@@ -220,7 +220,7 @@ class LiveSession:
 
     def prepare(self) -> None:
         """Everything before the first bar; raises MqdError when trading must not start."""
-        from mqd_cli.strategies import load_strategy
+        from mqd_cli.strategies.loader import load_strategy
 
         s = self.settings
         sv = self.services
