@@ -171,16 +171,16 @@ def bench_reconcile(n: int) -> tuple[float, int]:
         filled = Decimal(0) if i % 3 else Decimal(100)
         local.append(
             rc_model.LocalOrder(
-                f"c-{i}",
-                f"id-{i}",
-                f"S{i % 50}",
-                Side.BUY,
-                status,
-                filled,
-                Decimal(10) if filled else None,
-                old,
-                old,
-                status.is_open,
+                client_order_id=f"c-{i}",
+                broker_id=f"id-{i}",
+                symbol=f"S{i % 50}",
+                side=Side.BUY,
+                status=status,
+                filled_qty=filled,
+                avg_price=Decimal(10) if filled else None,
+                created_at=old,
+                updated_at=old,
+                is_open=status.is_open,
             )
         )
         # 1 % drift in fills, 1 % orphans, the rest equal
@@ -203,8 +203,8 @@ def bench_reconcile(n: int) -> tuple[float, int]:
         for i in range(n)
         if i % 100 == 1
     }
-    state = rc_model.LocalState(tuple(local), {})
-    snap = rc_model.BrokerSnapshot(tuple(broker), (), None, now)
+    state = rc_model.LocalState(orders=tuple(local), positions={})
+    snap = rc_model.BrokerSnapshot(orders=tuple(broker), positions=(), account=None, taken_at=now)
     times = []
     findings = 0
     for _ in range(REPEATS):

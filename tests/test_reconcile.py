@@ -43,25 +43,32 @@ def local(
 ) -> rc_model.LocalOrder:
     at = NOW - age
     return rc_model.LocalOrder(
-        cid,
-        broker_id or f"id-{cid}",
-        symbol,
-        side,
-        status,
-        D(filled),
-        None if avg is None else D(avg),
-        at,
-        at,
-        status.is_open,
+        client_order_id=cid,
+        broker_id=broker_id or f"id-{cid}",
+        symbol=symbol,
+        side=side,
+        status=status,
+        filled_qty=D(filled),
+        avg_price=None if avg is None else D(avg),
+        created_at=at,
+        updated_at=at,
+        is_open=status.is_open,
     )
 
 
 def state(*orders, positions=None, baseline=None, since="0") -> rc_model.LocalState:
-    return rc_model.LocalState(tuple(orders), positions or {}, baseline, D(since))
+    return rc_model.LocalState(
+        orders=tuple(orders),
+        positions=positions or {},
+        cash_baseline=baseline,
+        net_traded_since_baseline=D(since),
+    )
 
 
 def snap(*orders, positions=(), account=None) -> rc_model.BrokerSnapshot:
-    return rc_model.BrokerSnapshot(tuple(orders), tuple(positions), account, NOW)
+    return rc_model.BrokerSnapshot(
+        orders=tuple(orders), positions=tuple(positions), account=account, taken_at=NOW
+    )
 
 
 def pos(symbol, qty) -> PositionReport:

@@ -27,16 +27,16 @@ NOW = T0 + timedelta(hours=1)
 def local(cid="c1", status=S.NEW, filled="0", avg=None, *, side=Side.BUY, symbol="AAPL"):
     at = NOW - timedelta(hours=1)
     return rc_model.LocalOrder(
-        cid,
-        f"id-{cid}",
-        symbol,
-        side,
-        status,
-        D(filled),
-        None if avg is None else D(avg),
-        at,
-        at,
-        status.is_open,
+        client_order_id=cid,
+        broker_id=f"id-{cid}",
+        symbol=symbol,
+        side=side,
+        status=status,
+        filled_qty=D(filled),
+        avg_price=None if avg is None else D(avg),
+        created_at=at,
+        updated_at=at,
+        is_open=status.is_open,
     )
 
 
@@ -56,11 +56,27 @@ def finding(kind, subject, local="l", broker="b", *, detail="", difference=None,
         data["difference"] = D(difference)
     if tol is not None:
         data["tolerance"] = D(tol)
-    return rc_model.Finding(kind, subject, "", local, broker, "review", detail, data=data)
+    return rc_model.Finding(
+        kind=kind,
+        subject=subject,
+        symbol="",
+        local=local,
+        broker=broker,
+        action="review",
+        detail=detail,
+        data=data,
+    )
 
 
 def looked(*findings, unchecked=()) -> rc_model.ReconcileReport:
-    return rc_model.ReconcileReport(NOW, tuple(findings), 1, 1, 0, unchecked=tuple(unchecked))
+    return rc_model.ReconcileReport(
+        checked_at=NOW,
+        findings=tuple(findings),
+        orders_checked=1,
+        broker_orders=1,
+        lookups=0,
+        unchecked=tuple(unchecked),
+    )
 
 
 # -- same discrepancy ------------------------------------------------------------------------------
@@ -113,8 +129,23 @@ def test_only_what_every_look_found_is_reported():
 
 
 def test_a_shadow_one_look_could_not_verify_stays_unverified():
-    shadow = rc_model.Finding("shadow", "c1", "AAPL", "new", "not found", "mark canceled", "404")
-    unverified = rc_model.Finding("unverified", "c1", "AAPL", "new", "lookup failed", "run again")
+    shadow = rc_model.Finding(
+        kind="shadow",
+        subject="c1",
+        symbol="AAPL",
+        local="new",
+        broker="not found",
+        action="mark canceled",
+        detail="404",
+    )
+    unverified = rc_model.Finding(
+        kind="unverified",
+        subject="c1",
+        symbol="AAPL",
+        local="new",
+        broker="lookup failed",
+        action="run again",
+    )
     (f,) = rc_diff.confirm([looked(shadow), looked(unverified)]).findings
     assert f.kind == "unverified"
     (f,) = rc_diff.confirm([looked(unverified), looked(shadow)]).findings
@@ -201,10 +232,10 @@ def test_an_order_in_flight_agrees_with_the_reading_its_listing_proves():
 
 def two_readings(orders, before, after, *, cash=("1000", "1000"), open_after=None):
     return rc_model.BrokerSnapshot(
-        tuple(orders),
-        tuple(after),
-        account(cash[1]),
-        NOW,
+        orders=tuple(orders),
+        positions=tuple(after),
+        account=account(cash[1]),
+        taken_at=NOW,
         positions_before=tuple(before),
         account_before=account(cash[0]),
         open_after=None if open_after is None else tuple(open_after),
@@ -215,8 +246,8 @@ def test_our_store_ahead_of_the_broker_listing_is_in_flight_not_drift():
     # The operator's case: the broker was read (order open, position 0), then the order
     # filled and the loop journaled it before we read the store (position 3).
     mine = rc_model.LocalState(
-        (local("c1", S.FILLED, "3", "100"),),
-        {"AAPL": D(3)},
+        orders=(local("c1", S.FILLED, "3", "100"),),
+        positions={"AAPL": D(3)},
         cash_baseline=D(1300),
         net_traded_since_baseline=D(-300),
         in_flight=frozenset({"c1"}),
@@ -225,7 +256,15 @@ def test_our_store_ahead_of_the_broker_listing_is_in_flight_not_drift():
     r = rc_diff.diff(mine, broker)
     assert r.in_sync and r.in_flight == 1 and r.unchecked == ()
     # The same snapshot judged without knowing the order is in flight: all false alarms.
-    r = rc_diff.diff(rc_model.LocalState(mine.orders, mine.positions, D(1300), D(-300)), broker)
+    r = rc_diff.diff(
+        rc_model.LocalState(
+            orders=mine.orders,
+            positions=mine.positions,
+            cash_baseline=D(1300),
+            net_traded_since_baseline=D(-300),
+        ),
+        broker,
+    )
     assert {f.kind for f in r.findings} == {
         "orphan",
         "status_drift",
@@ -238,7 +277,11 @@ def test_our_store_ahead_of_the_broker_listing_is_in_flight_not_drift():
 def test_the_broker_ahead_of_our_store_is_in_flight_not_drift():
     # Filled at the broker before the listing; the stream delivers it after our read.
     mine = rc_model.LocalState(
-        (local("c1", S.NEW),), {}, D(1300), D(0), in_flight=frozenset({"c1"})
+        orders=(local("c1", S.NEW),),
+        positions={},
+        cash_baseline=D(1300),
+        net_traded_since_baseline=D(0),
+        in_flight=frozenset({"c1"}),
     )
     filled = report("c1", status="filled", filled="3", avg="100", qty="3")
     broker = two_readings([filled], [], [pos("AAPL", 3)], cash=("1300", "1000"))
@@ -248,8 +291,8 @@ def test_the_broker_ahead_of_our_store_is_in_flight_not_drift():
 
 def test_orders_in_flight_that_agree_with_neither_reading_leave_the_symbol_unchecked():
     mine = rc_model.LocalState(
-        (local("c1", S.FILLED, "1", "10"), local("c2", S.NEW, side=Side.SELL)),
-        {"AAPL": D(1)},
+        orders=(local("c1", S.FILLED, "1", "10"), local("c2", S.NEW, side=Side.SELL)),
+        positions={"AAPL": D(1)},
         in_flight=frozenset({"c1", "c2"}),
     )
     broker = two_readings(
@@ -271,7 +314,9 @@ def test_real_drift_beside_orders_in_flight_is_still_found():
     # AAPL trades (in flight); SPY moved in at the broker outside mqd; an order unknown to us
     # rests at the broker.
     mine = rc_model.LocalState(
-        (local("c1", S.FILLED, "1", "10"),), {"AAPL": D(1)}, in_flight=frozenset({"c1"})
+        orders=(local("c1", S.FILLED, "1", "10"),),
+        positions={"AAPL": D(1)},
+        in_flight=frozenset({"c1"}),
     )
     broker = two_readings(
         [
@@ -290,14 +335,16 @@ def test_real_drift_beside_orders_in_flight_is_still_found():
 
 def test_a_position_that_moved_with_nothing_of_ours_in_flight_is_unchecked():
     # A fill the stream has not delivered yet: wait for the next look.
-    r = rc_diff.diff(rc_model.LocalState((), {}), two_readings([], [], [pos("AAPL", 1)]))
+    r = rc_diff.diff(
+        rc_model.LocalState(orders=(), positions={}), two_readings([], [], [pos("AAPL", 1)])
+    )
     assert r.in_sync and r.unchecked[0].startswith("position AAPL")
 
 
 def test_cash_counts_orders_in_flight_at_the_brokers_figure():
     mine = rc_model.LocalState(
-        (local("c1", S.FILLED, "2", "10"),),
-        {"AAPL": D(2)},
+        orders=(local("c1", S.FILLED, "2", "10"),),
+        positions={"AAPL": D(2)},
         cash_baseline=D(1000),
         net_traded_since_baseline=D(-20),  # our fills: bought 2 @ 10
         in_flight=frozenset({"c1"}),

@@ -39,7 +39,7 @@ def enc(v: Any) -> Any:
     return v
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Pending:
     """What the calls since the last write changed, written in one transaction."""
 
@@ -213,16 +213,16 @@ def load(store: Store) -> Restored:
         if o is None:
             continue
         f = Fill(
-            r["fill_id"],
-            r["client_order_id"],
-            r["symbol"],
-            Side(r["side"]),
-            Decimal(r["qty"]),
-            Decimal(r["price"]),
-            datetime.fromisoformat(r["timestamp"]),
-            Decimal(r["fee"]),
-            bool(r["synthetic"]),
-            r["source"],
+            fill_id=r["fill_id"],
+            client_order_id=r["client_order_id"],
+            symbol=r["symbol"],
+            side=Side(r["side"]),
+            qty=Decimal(r["qty"]),
+            price=Decimal(r["price"]),
+            timestamp=datetime.fromisoformat(r["timestamp"]),
+            fee=Decimal(r["fee"]),
+            synthetic=bool(r["synthetic"]),
+            source=r["source"],
         )
         if f.synthetic:
             o.synthetic.append(f)

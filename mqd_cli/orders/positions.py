@@ -23,7 +23,7 @@ ZERO = Decimal(0)
 _BUY = Side.BUY  # a module constant: enum attribute lookups are slow on the hot path
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class TrackedPosition:
     """A symbol's position from our fills (average cost). ``qty`` is signed (short < 0)."""
 

@@ -35,7 +35,7 @@ from mqd_cli.orders.trades import ClosedTrade
 ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Fill:
     """One execution (real: the broker's execution id; synthetic: derived from cumulative qty)."""
 
@@ -57,7 +57,7 @@ def synthetic_fill_id(client_order_id: str, cumulative_qty: Decimal) -> str:
     return "syn-" + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class TrackedOrder:
     """What we believe about one order. Mutated only by the tracker."""
 
@@ -180,16 +180,16 @@ class TrackedOrder:
             if update.qty is not None and update.execution_id:
                 if update.execution_id not in self.real:
                     real = Fill(
-                        update.execution_id,
-                        self.client_order_id,
-                        self.symbol,
-                        self.side,
-                        update.qty,
-                        update.price,
-                        update.timestamp,
-                        ZERO,
-                        False,
-                        source,
+                        fill_id=update.execution_id,
+                        client_order_id=self.client_order_id,
+                        symbol=self.symbol,
+                        side=self.side,
+                        qty=update.qty,
+                        price=update.price,
+                        timestamp=update.timestamp,
+                        fee=ZERO,
+                        synthetic=False,
+                        source=source,
                     )
                     totals = (q0, self.filled_notional, self.fees)
                     self.add_real(real)
@@ -223,16 +223,16 @@ class TrackedOrder:
         if rest > 0:
             moved = self.filled_notional - totals[1] - (part * real.price if real else ZERO)
             f = Fill(
-                synthetic_fill_id(self.client_order_id, self.filled_qty),
-                self.client_order_id,
-                self.symbol,
-                self.side,
-                rest,
-                moved / rest,
-                update.timestamp,
-                ZERO,
-                True,
-                source,
+                fill_id=synthetic_fill_id(self.client_order_id, self.filled_qty),
+                client_order_id=self.client_order_id,
+                symbol=self.symbol,
+                side=self.side,
+                qty=rest,
+                price=moved / rest,
+                timestamp=update.timestamp,
+                fee=ZERO,
+                synthetic=True,
+                source=source,
             )
             self.synthetic.append(f)
             new.append(f)
@@ -255,7 +255,7 @@ class TrackedOrder:
         return cls(**kw)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class ApplyResult:
     """What one event changed (a value: do not mutate). ``illegal`` carries the rejected
     transition as evidence."""

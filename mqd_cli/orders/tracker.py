@@ -328,14 +328,24 @@ class OrderTracker:
         client_order_id, because the broker may well have it."""
         o = self._orders.get(client_order_id)
         if o is None:
-            return ApplyResult(client_order_id, "submit_failed", None, None)
+            return ApplyResult(
+                client_order_id=client_order_id,
+                event="submit_failed",
+                status_before=None,
+                status=None,
+            )
         detail = f"{type(error).__name__}: {error}"
         if not definitely_rejected:
             o.submit_state = "uncertain"
             self._journal("submit_uncertain", "local", o, "recorded", detail, "{}", None)
             self._pending.orders[client_order_id] = o
             self._flush()
-            return ApplyResult(client_order_id, "submit_uncertain", o.status, o.status)
+            return ApplyResult(
+                client_order_id=client_order_id,
+                event="submit_uncertain",
+                status_before=o.status,
+                status=o.status,
+            )
         o.submit_state = "refused"
         result = self._transition(o, E.SUBMIT_REJECTED, "local", detail, "{}", None)
         self._flush()
@@ -382,10 +392,10 @@ class OrderTracker:
             o = self.order_by_broker_id(fill.order_id)
         if o is None:
             return ApplyResult(
-                fill.client_order_id,
-                "fill",
-                None,
-                None,
+                client_order_id=fill.client_order_id,
+                event="fill",
+                status_before=None,
+                status=None,
                 illegal="fill for an order we do not track",
             )
         payload = self._j.fill_payload(fill) if self._j is not None else ""
@@ -483,7 +493,12 @@ class OrderTracker:
             self._journal(name, source, o, "illegal", evidence, payload, when)
             self._pending.orders[o.client_order_id] = o  # the count and any new broker id
             return ApplyResult(
-                o.client_order_id, name, before, before, adopted=adopted, illegal=evidence
+                client_order_id=o.client_order_id,
+                event=name,
+                status_before=before,
+                status=before,
+                adopted=adopted,
+                illegal=evidence,
             )
         nxt, enters_pending, completed = step
         if nxt is None:
@@ -519,17 +534,17 @@ class OrderTracker:
             )
         self._pending.orders[o.client_order_id] = o
         return ApplyResult(
-            o.client_order_id,
-            name,
-            before,
-            nxt,
-            tuple(new_fills),
-            dq,
-            completed,
-            adopted,
-            not changed,
-            "",
-            closed,
+            client_order_id=o.client_order_id,
+            event=name,
+            status_before=before,
+            status=nxt,
+            new_fills=tuple(new_fills),
+            filled_qty_delta=dq,
+            completed=completed,
+            adopted=adopted,
+            duplicate=not changed,
+            illegal="",
+            closed_trades=closed,
         )
 
     def _apply_fill_only(
@@ -538,18 +553,24 @@ class OrderTracker:
         q0, n0, f0 = o.filled_qty, o.filled_notional, o.fees
         if not fill.execution_id or fill.execution_id in o.real:
             self._journal("fill", source, o, "duplicate", "", payload, fill.timestamp)
-            return ApplyResult(o.client_order_id, "fill", o.status, o.status, duplicate=True)
+            return ApplyResult(
+                client_order_id=o.client_order_id,
+                event="fill",
+                status_before=o.status,
+                status=o.status,
+                duplicate=True,
+            )
         f = Fill(
-            fill.execution_id,
-            o.client_order_id,
-            o.symbol,
-            o.side,
-            fill.qty,
-            fill.price,
-            fill.timestamp,
-            fill.fee,
-            False,
-            source,
+            fill_id=fill.execution_id,
+            client_order_id=o.client_order_id,
+            symbol=o.symbol,
+            side=o.side,
+            qty=fill.qty,
+            price=fill.price,
+            timestamp=fill.timestamp,
+            fee=fill.fee,
+            synthetic=False,
+            source=source,
         )
         o.add_real(f)
         self._pending.fills.append(f)
@@ -562,12 +583,12 @@ class OrderTracker:
         dq = o.filled_qty - q0
         new = () if dq <= 0 else (f,) if dq >= f.qty else (replace(f, qty=dq),)
         return ApplyResult(
-            o.client_order_id,
-            "fill",
-            o.status,
-            o.status,
-            new,
-            dq,
+            client_order_id=o.client_order_id,
+            event="fill",
+            status_before=o.status,
+            status=o.status,
+            new_fills=new,
+            filled_qty_delta=dq,
             closed_trades=closed,
         )
 
@@ -579,7 +600,7 @@ class OrderTracker:
             return ()
         p = self._positions.get(o.symbol)
         if p is None:
-            p = self._positions[o.symbol] = TrackedPosition(o.symbol)
+            p = self._positions[o.symbol] = TrackedPosition(symbol=o.symbol)
         trade = p.apply(o, dq, dn, dfee, when)
         self._pending.positions[o.symbol] = p
         if trade is None:

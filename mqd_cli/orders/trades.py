@@ -34,7 +34,7 @@ def _utc(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClosedTrade:
     """A finished round trip. ``pnl`` is realized and already net of ``fees``."""
 

@@ -46,17 +46,17 @@ def local_state(
 ) -> LocalState:
     orders = tuple(
         LocalOrder(
-            o.client_order_id,
-            o.broker_id,
-            o.symbol,
-            o.side,
-            o.status,
-            o.filled_qty,
-            o.avg_price,
-            o.created_at,
-            o.updated_at,
-            o.is_open,
-            o.external,
+            client_order_id=o.client_order_id,
+            broker_id=o.broker_id,
+            symbol=o.symbol,
+            side=o.side,
+            status=o.status,
+            filled_qty=o.filled_qty,
+            avg_price=o.avg_price,
+            created_at=o.created_at,
+            updated_at=o.updated_at,
+            is_open=o.is_open,
+            external=o.external,
         )
         for o in tracker.orders()
     )
@@ -67,7 +67,13 @@ def local_state(
         since = net - net_traded_baseline
     else:
         cash_baseline = None
-    return LocalState(orders, positions, cash_baseline, since, net_traded=net)
+    return LocalState(
+        orders=orders,
+        positions=positions,
+        cash_baseline=cash_baseline,
+        net_traded_since_baseline=since,
+        net_traded=net,
+    )
 
 
 # -- orchestration (not pure) ---------------------------------------------------------------------
@@ -94,7 +100,12 @@ def collect(
     closed = broker.list_orders("closed", after=now - lookback)
     positions = broker.list_positions()
     account = broker.get_account()
-    snapshot = BrokerSnapshot(tuple(open_orders) + tuple(closed), tuple(positions), account, now)
+    snapshot = BrokerSnapshot(
+        orders=tuple(open_orders) + tuple(closed),
+        positions=tuple(positions),
+        account=account,
+        taken_at=now,
+    )
     local = local_state(
         tracker, cash_baseline=cash_baseline, net_traded_baseline=net_traded_baseline
     )
@@ -148,7 +159,13 @@ def broker_snapshot(
     account = broker.get_account()
     open_after = tuple(broker.list_orders("open"))
     return BrokerSnapshot(
-        orders, positions, account, now, positions_before, account_before, open_after
+        orders=orders,
+        positions=positions,
+        account=account,
+        taken_at=now,
+        positions_before=positions_before,
+        account_before=account_before,
+        open_after=open_after,
     )
 
 

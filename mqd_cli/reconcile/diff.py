@@ -137,30 +137,30 @@ def orphan_findings(local: LocalState, broker: BrokerSnapshot) -> list[Finding]:
         if mine is None:
             out.append(
                 Finding(
-                    "orphan",
-                    r.client_order_id,
-                    r.symbol,
-                    "unknown",
-                    fmt(r.status),
-                    "adopt (--apply) or cancel (--cancel-orphans)",
-                    f"{fmt(r.side)} {fmt(r.qty or r.notional)} {fmt(r.type)}, filled "
+                    kind="orphan",
+                    subject=r.client_order_id,
+                    symbol=r.symbol,
+                    local="unknown",
+                    broker=fmt(r.status),
+                    action="adopt (--apply) or cancel (--cancel-orphans)",
+                    detail=f"{fmt(r.side)} {fmt(r.qty or r.notional)} {fmt(r.type)}, filled "
                     f"{fmt(r.filled_qty)}",
-                    r.id,
-                    {"report": r},
+                    broker_id=r.id,
+                    data={"report": r},
                 )
             )
         elif not mine.is_open:
             out.append(
                 Finding(
-                    "orphan",
-                    r.client_order_id,
-                    r.symbol,
-                    fmt(mine.status),
-                    fmt(r.status),
-                    "cancel (--cancel-orphans) or review",
-                    "open at the broker but closed in our records",
-                    r.id,
-                    {"report": r},
+                    kind="orphan",
+                    subject=r.client_order_id,
+                    symbol=r.symbol,
+                    local=fmt(mine.status),
+                    broker=fmt(r.status),
+                    action="cancel (--cancel-orphans) or review",
+                    detail="open at the broker but closed in our records",
+                    broker_id=r.id,
+                    data={"report": r},
                 )
             )
     return out
@@ -181,14 +181,14 @@ def shadow_findings(
         if lk is None:
             findings.append(
                 Finding(
-                    "unverified",
-                    o.client_order_id,
-                    o.symbol,
-                    fmt(o.status),
-                    "not listed",
-                    "run again",
-                    "absent from the listings and not looked up",
-                    o.broker_id,
+                    kind="unverified",
+                    subject=o.client_order_id,
+                    symbol=o.symbol,
+                    local=fmt(o.status),
+                    broker="not listed",
+                    action="run again",
+                    detail="absent from the listings and not looked up",
+                    broker_id=o.broker_id,
                 )
             )
         elif lk.outcome == "found" and lk.report is not None:
@@ -197,27 +197,27 @@ def shadow_findings(
             resolved = "rejected" if o.status in _BEFORE_VENUE else "canceled"
             findings.append(
                 Finding(
-                    "shadow",
-                    o.client_order_id,
-                    o.symbol,
-                    fmt(o.status),
-                    "not found",
-                    f"mark {resolved} locally (--apply)",
-                    "absent from the listings; a lookup by id answered 404",
-                    o.broker_id,
+                    kind="shadow",
+                    subject=o.client_order_id,
+                    symbol=o.symbol,
+                    local=fmt(o.status),
+                    broker="not found",
+                    action=f"mark {resolved} locally (--apply)",
+                    detail="absent from the listings; a lookup by id answered 404",
+                    broker_id=o.broker_id,
                 )
             )
         else:
             findings.append(
                 Finding(
-                    "unverified",
-                    o.client_order_id,
-                    o.symbol,
-                    fmt(o.status),
-                    "lookup failed",
-                    "run again",
-                    lk.error,
-                    o.broker_id,
+                    kind="unverified",
+                    subject=o.client_order_id,
+                    symbol=o.symbol,
+                    local=fmt(o.status),
+                    broker="lookup failed",
+                    action="run again",
+                    detail=lk.error,
+                    broker_id=o.broker_id,
                 )
             )
     return findings, found
@@ -243,15 +243,15 @@ def order_drift(o: LocalOrder, r: OrderReport) -> list[Finding]:
 
         out.append(
             Finding(
-                "fill_drift",
-                o.client_order_id,
-                o.symbol,
-                fmt(o.filled_qty),
-                fmt(r.filled_qty),
-                "add synthetic fill (--apply)",
-                f"missing {fmt(r.filled_qty - o.filled_qty)} @ {fmt(price)}",
-                r.id,
-                {
+                kind="fill_drift",
+                subject=o.client_order_id,
+                symbol=o.symbol,
+                local=fmt(o.filled_qty),
+                broker=fmt(r.filled_qty),
+                action="add synthetic fill (--apply)",
+                detail=f"missing {fmt(r.filled_qty - o.filled_qty)} @ {fmt(price)}",
+                broker_id=r.id,
+                data={
                     "report": r,
                     "fill_id": synthetic_fill_id(o.client_order_id, r.filled_qty),
                     "qty": r.filled_qty - o.filled_qty,
@@ -262,28 +262,28 @@ def order_drift(o: LocalOrder, r: OrderReport) -> list[Finding]:
     elif r.filled_qty < o.filled_qty:
         out.append(
             Finding(
-                "fill_drift",
-                o.client_order_id,
-                o.symbol,
-                fmt(o.filled_qty),
-                fmt(r.filled_qty),
-                "review",
-                "the broker reports less than our fills (busted trade or double count)",
-                r.id,
+                kind="fill_drift",
+                subject=o.client_order_id,
+                symbol=o.symbol,
+                local=fmt(o.filled_qty),
+                broker=fmt(r.filled_qty),
+                action="review",
+                detail="the broker reports less than our fills (busted trade or double count)",
+                broker_id=r.id,
             )
         )
     if r.status is not o.status:
         out.append(
             Finding(
-                "status_drift",
-                o.client_order_id,
-                o.symbol,
-                fmt(o.status),
-                fmt(r.status),
-                "apply broker status (--apply)",
-                "",
-                r.id,
-                {"report": r},
+                kind="status_drift",
+                subject=o.client_order_id,
+                symbol=o.symbol,
+                local=fmt(o.status),
+                broker=fmt(r.status),
+                action="apply broker status (--apply)",
+                detail="",
+                broker_id=r.id,
+                data={"report": r},
             )
         )
     return out
@@ -314,14 +314,16 @@ def position_findings(
             continue
         out.append(
             Finding(
-                "position_drift",
-                sym,
-                sym,
-                fmt(ours),
-                fmt(broker_qty),
-                "review",
-                f"difference {fmt(broker_qty - expected)} after pending repairs: trades outside "
-                "mqd, a position older than the store, or a corporate action",
+                kind="position_drift",
+                subject=sym,
+                symbol=sym,
+                local=fmt(ours),
+                broker=fmt(broker_qty),
+                action="review",
+                detail=(
+                    f"difference {fmt(broker_qty - expected)} after pending repairs: trades "
+                    "outside mqd, a position older than the store, or a corporate action"
+                ),
                 data={"difference": broker_qty - expected},
             )
         )
@@ -351,13 +353,13 @@ def account_findings(
             hint = "; fill drift may explain it" if unexplained_fills else ""
             out.append(
                 Finding(
-                    "cash_drift",
-                    "account",
-                    "",
-                    fmt(expected),
-                    fmt(theirs),
-                    "review",
-                    f"cash moved {fmt(theirs - expected)} beyond fills we know (tolerance "
+                    kind="cash_drift",
+                    subject="account",
+                    symbol="",
+                    local=fmt(expected),
+                    broker=fmt(theirs),
+                    action="review",
+                    detail=f"cash moved {fmt(theirs - expected)} beyond fills we know (tolerance "
                     f"{fmt(tol)}): deposit, withdrawal, fee, dividend or a missed fill{hint}",
                     data={"difference": theirs - expected, "tolerance": tol},
                 )
@@ -366,13 +368,13 @@ def account_findings(
     if account.equity and abs(account.equity - parts) > tol:
         out.append(
             Finding(
-                "equity_drift",
-                "account",
-                "",
-                fmt(parts),
-                fmt(account.equity),
-                "review",
-                "broker equity differs from cash + long + short market value",
+                kind="equity_drift",
+                subject="account",
+                symbol="",
+                local=fmt(parts),
+                broker=fmt(account.equity),
+                action="review",
+                detail="broker equity differs from cash + long + short market value",
                 data={"difference": account.equity - parts, "tolerance": tol},
             )
         )
@@ -560,11 +562,11 @@ def diff(
     elif local.cash_baseline is not None and cash_adjust is None:
         unchecked.append("cash: an order in flight has no average price")
     return ReconcileReport(
-        now,
-        tuple(findings),
-        len(local.orders),
-        len(broker.orders),
-        len(lookups),
+        checked_at=now,
+        findings=tuple(findings),
+        orders_checked=len(local.orders),
+        broker_orders=len(broker.orders),
+        lookups=len(lookups),
         in_flight=sum(1 for o in local.orders if o.client_order_id in local.in_flight),
         unchecked=tuple(unchecked),
     )
@@ -639,11 +641,11 @@ def confirm(reports: Sequence[ReconcileReport]) -> ReconcileReport:
     for r in reports:
         unchecked += [u for u in r.unchecked if u not in unchecked]
     return ReconcileReport(
-        reports[0].checked_at,
-        tuple(kept),
-        last.orders_checked,
-        last.broker_orders,
-        sum(r.lookups for r in reports),
+        checked_at=reports[0].checked_at,
+        findings=tuple(kept),
+        orders_checked=last.orders_checked,
+        broker_orders=last.broker_orders,
+        lookups=sum(r.lookups for r in reports),
         looks=len(reports),
         unconfirmed=unconfirmed,
         in_flight=max(r.in_flight for r in reports),

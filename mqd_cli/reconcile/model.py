@@ -40,7 +40,7 @@ Kind = Literal[
 # -- inputs ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LocalOrder:
     client_order_id: str
     broker_id: str | None
@@ -55,7 +55,7 @@ class LocalOrder:
     external: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LocalState:
     orders: tuple[LocalOrder, ...]
     positions: Mapping[str, Decimal]  # signed quantity per symbol, from our fills
@@ -66,7 +66,7 @@ class LocalState:
     net_traded: Decimal | None = None  # what all our fills moved in cash, at the read
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BrokerSnapshot:
     orders: tuple[OrderReport, ...]  # open plus closed within the lookback
     positions: tuple[PositionReport, ...]
@@ -93,7 +93,7 @@ class Lookup:
 # -- output ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Finding:
     kind: Kind
     subject: str  # client_order_id or symbol or "account"
@@ -106,7 +106,7 @@ class Finding:
     data: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReconcileReport:
     checked_at: datetime
     findings: tuple[Finding, ...]
