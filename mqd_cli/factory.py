@@ -25,15 +25,18 @@ from mqd_cli.config.settings import Settings
 
 if TYPE_CHECKING:
     from mqd_cli.brokers.base import Broker
+    from mqd_cli.brokers.sim.broker import SimBroker
     from mqd_cli.clock import Clock
     from mqd_cli.notify import DiscordNotifier
     from mqd_cli.orders.tracker import OrderTracker
     from mqd_cli.protections.manager import ProtectionManager
     from mqd_cli.store import Store
+    from mqd_cli.strategies.base import Strategy
     from mqd_cli.stream.client import UserStreamTracker
     from mqd_cli.stream.lease import StreamLease
     from mqd_cli.symbols.book import SymbolBook
     from mqd_cli.throttle.throttler import Throttler
+    from mqd_cli.trading.backtest import BacktestResult
     from mqd_cli.trading.engine import Engine, EngineEvent
     from mqd_cli.trading.feeds import BarFeed
     from mqd_cli.trading.live import LiveSession, RunOptions
@@ -67,7 +70,7 @@ class Services:
         return self.settings.broker == "sim"
 
     @classmethod
-    def from_config(cls, cli_path: str | Path | None = None, **kwargs) -> Services:
+    def from_config(cls, cli_path: str | Path | None = None, **kwargs: Any) -> Services:
         loaded = load(cli_path)
         return cls(loaded.settings, loaded=loaded, **kwargs)
 
@@ -148,6 +151,22 @@ class Services:
                 broker.load_csv_prices(str(path))
             except CsvError as exc:
                 raise UsageError(f"{exc.path}:{exc.line}: {exc.problem}", exc.fix) from exc
+        return broker
+
+    @property
+    def sim_broker(self) -> SimBroker:
+        """The broker as the simulated exchange it is with ``broker = "sim"`` (sessions step
+        it, subscribe to its events and read its prices); UsageError with Alpaca."""
+        from mqd_cli.brokers.sim.broker import SimBroker
+
+        broker = self.broker
+        if not isinstance(broker, SimBroker):
+            from mqd_cli.errors import UsageError
+
+            raise UsageError(
+                'the simulated exchange needs broker = "sim"',
+                'set broker = "sim" in the config',
+            )
         return broker
 
     @cached_property
@@ -245,7 +264,7 @@ class Services:
 
     def engine(
         self,
-        strategy: Any,
+        strategy: Strategy,
         *,
         tracker: OrderTracker,
         protections: ProtectionManager,
@@ -320,7 +339,9 @@ class Services:
         session._journal = False
         return session
 
-    def backtest(self, *, start: datetime, data: str | Path | None = None, **kw: Any) -> Any:
+    def backtest(
+        self, *, start: datetime, data: str | Path | None = None, **kw: Any
+    ) -> BacktestResult:
         """Run a backtest (``trading.backtest.run_backtest``) on a backtest session of these
         settings; returns its ``BacktestResult``."""
         from mqd_cli.trading.backtest import run_backtest

@@ -1,5 +1,6 @@
 """The engine's pipeline on the in-process simulated exchange: every stage in order, refusals
-named by stage and rule, fills mirrored into the strategy's context."""
+named by stage and rule, fills mirrored into the strategy's context. The engine is built by the
+factory, as a backtest session builds it (``Services.backtest_session``)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from mqd_cli.brokers.sim.broker import SimBroker
-from mqd_cli.clock import BacktestClock
 from mqd_cli.config.loading import loads
 from mqd_cli.config.settings import Settings
+from mqd_cli.factory import Services
 from mqd_cli.model import Bar, OrderIntent, OrderType, Side
-from mqd_cli.orders.tracker import OrderTracker
-from mqd_cli.protections.manager import ProtectionManager
-from mqd_cli.store import Store
+from mqd_cli.store.trades import insert_closed_trade
 from mqd_cli.strategies.base import BaseStrategy
-from mqd_cli.symbols.book import SymbolBook
 from mqd_cli.symbols.sync import sync
-from mqd_cli.trading.engine import Engine
-from mqd_cli.trading.risk import RiskGate
 
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 D = Decimal
@@ -56,25 +51,21 @@ def settings_of(text: str = "") -> Settings:
     return loads(text + "\n" + NO_PARTIALS).settings
 
 
-def build(tmp_path, settings: Settings | None = None, *, events=None):
-    settings = settings or settings_of()
-    clock = BacktestClock(START)
-    store = Store.open(tmp_path / "engine.db")
-    broker = SimBroker(settings.sim, clock, auto_step=False)
+def build(settings: Settings | None = None, *, events=None):
+    """The engine of a backtest session at ``START``, wired as ``run_backtest`` wires it: the
+    simulated exchange (stepped by the engine, its symbols synced into the session's store),
+    the risk gate, symbol checks and protections of ``settings``, closed trades stored."""
+    services = Services(settings or settings_of()).backtest_session(START)
+    clock, broker, store = services.clock, services.sim_broker, services.store
     sync(store, broker, clock)
-    tracker = OrderTracker(store, clock, strategy="scripted")
-    protections = ProtectionManager(settings.protections, store, clock)
     strategy = Scripted()
-    engine = Engine(
-        strategy=strategy,
-        broker=broker,
-        tracker=tracker,
-        clock=clock,
+    protections = services.session_protections()
+    engine = services.engine(
+        strategy,
+        tracker=services.session_tracker(strategy.name),
         protections=protections,
-        risk=RiskGate(settings.risk),
-        symbols=SymbolBook(store, clock),
-        step_broker=True,
         listener=(events.append if events is not None else None),
+        trade_sink=lambda trade: insert_closed_trade(store, trade),
     )
     protections.notify = engine.on_protection
     broker.subscribe(engine.on_trade_update)
@@ -92,9 +83,9 @@ def step(engine, clock, strategy, intents, close="180.00", symbol="AAPL"):
     engine.on_bar(bar(symbol, clock.now() - timedelta(minutes=1), close))
 
 
-def test_an_entry_is_sent_filled_and_mirrored_into_the_strategy_context(tmp_path):
+def test_an_entry_is_sent_filled_and_mirrored_into_the_strategy_context():
     events = []
-    engine, strategy, broker, clock, store = build(tmp_path, events=events)
+    engine, strategy, broker, clock, store = build(events=events)
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(10), reason="entry")])
     assert engine.stats.submitted == 1
     assert engine.ctx.position("AAPL") == D(10)
@@ -105,14 +96,14 @@ def test_an_entry_is_sent_filled_and_mirrored_into_the_strategy_context(tmp_path
     assert engine.cash == broker.get_account().cash
     kinds = [e.kind for e in events]
     assert kinds.index("submitted") < kinds.index("fill")
-    # the order is journaled with its deterministic id
+    # the order is tracked with its deterministic id
     order = engine.tracker.orders()[0]
     assert order.client_order_id.endswith("-scripted-AAPL-1")
     assert order.status.value == "filled"
 
 
-def test_an_exit_closes_a_trade_with_the_exit_reason_of_its_intent(tmp_path):
-    engine, strategy, broker, clock, store = build(tmp_path)
+def test_an_exit_closes_a_trade_with_the_exit_reason_of_its_intent():
+    engine, strategy, broker, clock, store = build()
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(5), reason="entry")])
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.SELL, qty=D(5), reason="stop_loss")])
     assert engine.stats.trades == 1 and engine.stats.stop_losses == 1
@@ -123,22 +114,20 @@ def test_an_exit_closes_a_trade_with_the_exit_reason_of_its_intent(tmp_path):
     assert trade.exit_reason == "stop_loss"
 
 
-def test_the_risk_gate_refuses_an_order_above_the_notional_limit_before_anything_is_sent(
-    tmp_path,
-):
+def test_the_risk_gate_refuses_an_order_above_the_notional_limit_before_anything_is_sent():
     settings = settings_of('[risk]\nmax_order_notional = "1000"\n')
-    engine, strategy, broker, clock, store = build(tmp_path, settings)
+    engine, strategy, broker, clock, store = build(settings)
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(100), reason="entry")])
     assert engine.stats.submitted == 0
     assert broker.list_orders("all") == []
-    assert engine.tracker.orders() == []  # nothing journaled for a refused intent
+    assert engine.tracker.orders() == []  # nothing tracked for a refused intent
     (refusal,) = engine.refusals
     assert (refusal.stage, refusal.rule) == ("risk", "max_order_notional")
     assert "max_order_notional" in refusal.reason
 
 
-def test_an_unknown_symbol_is_refused_by_symbol_validation(tmp_path):
-    engine, strategy, broker, clock, store = build(tmp_path)
+def test_an_unknown_symbol_is_refused_by_symbol_validation():
+    engine, strategy, broker, clock, store = build()
     step(
         engine,
         clock,
@@ -151,9 +140,9 @@ def test_an_unknown_symbol_is_refused_by_symbol_validation(tmp_path):
     assert broker.list_orders("all") == []
 
 
-def test_a_sub_penny_limit_is_rounded_down_for_a_buy_before_submission(tmp_path):
+def test_a_sub_penny_limit_is_rounded_down_for_a_buy_before_submission():
     events = []
-    engine, strategy, broker, clock, store = build(tmp_path, events=events)
+    engine, strategy, broker, clock, store = build(events=events)
     intent = OrderIntent(
         "AAPL",
         Side.BUY,
@@ -169,8 +158,8 @@ def test_a_sub_penny_limit_is_rounded_down_for_a_buy_before_submission(tmp_path)
     assert any(e.kind == "adjusted" and "150.0567" in e.message for e in events)
 
 
-def test_a_fractional_qty_of_a_whole_share_asset_is_rounded_down(tmp_path):
-    engine, strategy, broker, clock, store = build(tmp_path)
+def test_a_fractional_qty_of_a_whole_share_asset_is_rounded_down():
+    engine, strategy, broker, clock, store = build()
     asset = next(
         a
         for a in broker.list_assets("us_equity")
@@ -189,7 +178,7 @@ def test_a_fractional_qty_of_a_whole_share_asset_is_rounded_down(tmp_path):
     assert order.qty == D(3)
 
 
-def test_a_protection_lock_refuses_entries_but_lets_exits_through(tmp_path):
+def test_a_protection_lock_refuses_entries_but_lets_exits_through():
     text = """
     [protections.stoploss_guard]
     trade_limit = 2
@@ -200,7 +189,7 @@ def test_a_protection_lock_refuses_entries_but_lets_exits_through(tmp_path):
     """
     settings = settings_of(text.replace("    ", ""))
     events = []
-    engine, strategy, broker, clock, store = build(tmp_path, settings, events=events)
+    engine, strategy, broker, clock, store = build(settings, events=events)
     for _ in range(2):  # two losing stop-loss round trips (slippage makes each lose)
         step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(5), reason="entry")])
         step(
@@ -218,9 +207,9 @@ def test_a_protection_lock_refuses_entries_but_lets_exits_through(tmp_path):
     assert len(broker.list_orders("all")) == sent + 1  # the lock ended
 
 
-def test_dry_run_shows_the_order_but_sends_and_journals_nothing(tmp_path):
+def test_dry_run_shows_the_order_but_sends_and_journals_nothing():
     events = []
-    engine, strategy, broker, clock, store = build(tmp_path, events=events)
+    engine, strategy, broker, clock, store = build(events=events)
     engine.dry_run = True
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(10), reason="entry")])
     assert engine.stats.would_submit == 1 and engine.stats.submitted == 0
@@ -228,12 +217,12 @@ def test_dry_run_shows_the_order_but_sends_and_journals_nothing(tmp_path):
     assert [e.kind for e in events] == ["would_submit"]
 
 
-def test_a_broker_rejection_is_journaled_and_counted_as_a_broker_refusal(tmp_path):
+def test_a_broker_rejection_is_journaled_and_counted_as_a_broker_refusal():
     settings = settings_of(
         '[risk]\ncheck_buying_power = false\nmax_order_notional = "0"\n'
         'max_position_notional = "0"\nmax_gross_exposure = "0"\n'
     )
-    engine, strategy, broker, clock, store = build(tmp_path, settings)
+    engine, strategy, broker, clock, store = build(settings)
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(100_000), reason="entry")])
     (refusal,) = engine.refusals
     assert refusal.stage == "broker" and "buying power" in refusal.reason
@@ -242,16 +231,16 @@ def test_a_broker_rejection_is_journaled_and_counted_as_a_broker_refusal(tmp_pat
     assert engine.open_order_count == 0
 
 
-def test_after_shutdown_begins_new_intents_are_refused(tmp_path):
-    engine, strategy, broker, clock, store = build(tmp_path)
+def test_after_shutdown_begins_new_intents_are_refused():
+    engine, strategy, broker, clock, store = build()
     engine.stop()
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(1), reason="entry")])
     assert engine.refusals[0].stage == "engine"
     assert broker.list_orders("all") == []
 
 
-def test_a_resting_limit_order_fills_when_the_market_reaches_it(tmp_path):
-    engine, strategy, broker, clock, store = build(tmp_path)
+def test_a_resting_limit_order_fills_when_the_market_reaches_it():
+    engine, strategy, broker, clock, store = build()
     price = broker.last_price("AAPL")
     limit = (price * D("0.999")).quantize(D("0.01"))
     step(
@@ -287,15 +276,15 @@ def test_the_accelerated_clock_runs_speed_times_faster_than_the_wall(speed):
     assert clock.now() - START < timedelta(seconds=60 * speed)
 
 
-def test_settings_are_frozen_and_the_engine_does_not_mutate_them(tmp_path):
+def test_settings_are_frozen_and_the_engine_does_not_mutate_them():
     settings = settings_of()
-    engine, *_ = build(tmp_path, settings)
+    engine, *_ = build(settings)
     assert dataclasses.asdict(settings) == dataclasses.asdict(settings_of())
 
 
-def test_a_partial_fill_leaves_the_order_open_until_the_rest_fills(tmp_path):
+def test_a_partial_fill_leaves_the_order_open_until_the_rest_fills():
     settings = loads("[sim]\npartial_fill_probability = 1.0\n").settings
-    engine, strategy, broker, clock, store = build(tmp_path, settings)
+    engine, strategy, broker, clock, store = build(settings)
     step(engine, clock, strategy, [OrderIntent("AAPL", Side.BUY, qty=D(50), reason="entry")])
     assert 0 < engine.ctx.position("AAPL") < 50
     assert len(engine.ctx.open_orders("AAPL")) == 1

@@ -18,6 +18,7 @@ The only module that imports alpaca-py, and only inside functions (it costs ~0.3
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -313,7 +314,7 @@ class AlpacaBroker:
                 params["until"] = _iso(cursor)
             if symbols:
                 params["symbols"] = ",".join(symbols)
-            rows = self._call(lambda p=params: self._client.get("/orders", p)) or []
+            rows = self._call(functools.partial(self._client.get, "/orders", params)) or []
             page = [self._parse(wire_parse.parse_order, row) for row in rows]
             new = [o for o in page if o.id not in seen]
             for order in new:
@@ -432,7 +433,7 @@ class AlpacaBroker:
             params = {"asset_class": cls}
             if status:
                 params["status"] = status
-            rows = self._call(lambda p=params: self._client.get("/assets", p)) or []
+            rows = self._call(functools.partial(self._client.get, "/assets", params)) or []
             out.extend(self._parse(wire_parse.parse_asset, row) for row in rows)
         return out
 
@@ -478,7 +479,7 @@ class AlpacaBroker:
         while True:
             doc = self.throttler.call(
                 DATA_LIMIT,
-                lambda p=dict(params): self._data_get("/v2/stocks/bars", p),
+                functools.partial(self._data_get, "/v2/stocks/bars", dict(params)),
                 idempotent=True,
             )
             bars = doc.get("bars") if isinstance(doc, dict) else None
@@ -488,7 +489,7 @@ class AlpacaBroker:
                 if not isinstance(rows, list):
                     raise BrokerUnavailable(f"unexpected bars payload for {symbol}")
                 parsed = [
-                    self._parse(lambda r, s=symbol: wire_parse.parse_bar(s, r), r) for r in rows
+                    self._parse(functools.partial(wire_parse.parse_bar, symbol), r) for r in rows
                 ]
                 out.setdefault(symbol, []).extend(parsed)
                 total += len(parsed)

@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         """
         from dataclasses import replace
 
-        from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN
+        from mqd_cli.brokers.sim.prices import DEFAULT_ORIGIN, CsvPrices
         from mqd_cli.factory import Services
         from mqd_cli.trading.backtest import csv_span
 
@@ -121,8 +121,10 @@ def register(app: typer.Typer) -> None:
             chosen = _symbols(symbols)
             first = last = None
             if data is not None:
-                probe = Services(settings).backtest_session(DEFAULT_ORIGIN, data).broker
-                in_file = sorted(probe.prices.symbols)
+                probe = Services(settings).backtest_session(DEFAULT_ORIGIN, data).sim_broker
+                prices = probe.prices
+                assert isinstance(prices, CsvPrices), "--data replays a CSV"
+                in_file = sorted(prices.symbols)
                 if chosen is None:
                     wanted = [s for s in settings.strategy.symbols if s.upper() in in_file]
                     chosen = wanted or in_file

@@ -3,41 +3,68 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from decimal import Decimal
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands.output import Output
 from mqd_cli.errors import ExitCode, UsageError
 
-# Events worth a line when the dashboard is not drawn (a pipe, a log file, --json).
-_LINE_EVENTS = {
-    "info",
-    "warning",
-    "submitted",
-    "would_submit",
-    "fill",
-    "trade",
-    "refused",
-    "adjusted",
-    "protection",
-    "submit_uncertain",
-    "error",
-}
-_STYLE = {
-    "fill": "green",
-    "trade": "cyan",
-    "refused": "yellow",
-    "protection": "bold red",
-    "error": "red",
-    "warning": "yellow",
-    "would_submit": "magenta",
-    "adjusted": "yellow",
-}
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+    from rich.text import Text
+
+    from mqd_cli.trading.engine import EngineEvent, EventKind
+    from mqd_cli.trading.live import LiveSession, RunSummary
+
+# The engine is imported when `mqd run` runs, not when the CLI starts: the event tables too.
+
+
+@functools.cache
+def _line_events() -> frozenset[EventKind]:
+    """Events worth a line when the dashboard is not drawn (a pipe, a log file, --json)."""
+    from mqd_cli.trading.engine import EventKind as K
+
+    return frozenset(
+        {
+            K.INFO,
+            K.WARNING,
+            K.SUBMITTED,
+            K.WOULD_SUBMIT,
+            K.FILL,
+            K.TRADE,
+            K.REFUSED,
+            K.ADJUSTED,
+            K.PROTECTION,
+            K.SUBMIT_UNCERTAIN,
+            K.ERROR,
+        }
+    )
+
+
+@functools.cache
+def _styles() -> dict[EventKind, str]:
+    from mqd_cli.trading.engine import EventKind as K
+
+    return {
+        K.FILL: "green",
+        K.TRADE: "cyan",
+        K.REFUSED: "yellow",
+        K.PROTECTION: "bold red",
+        K.ERROR: "red",
+        K.WARNING: "yellow",
+        K.WOULD_SUBMIT: "magenta",
+        K.ADJUSTED: "yellow",
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +133,7 @@ def register(app: typer.Typer) -> None:
         Example: mqd run --config config.example.toml
         """
         from mqd_cli.durations import parse_duration
-        from mqd_cli.trading.live import RunOptions
+        from mqd_cli.trading.live import RunOptions, StopReason
 
         span = None
         if duration is not None:
@@ -131,7 +158,7 @@ def register(app: typer.Typer) -> None:
                 view.close()
                 session.close()
             view.summary(summary)
-            if session.stop_reason == "interrupted (Ctrl-C)":
+            if session.stop_reason is StopReason.INTERRUPTED:
                 raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
@@ -160,24 +187,26 @@ def quiet_logs(verbose: bool) -> Iterator[None]:
                 logger.removeHandler(handler)
 
 
-def _run(session, view) -> Any:
+def _run(session: LiveSession, view: _View) -> RunSummary:
     import asyncio
+
+    from mqd_cli.trading.live import StopReason
 
     presses = {"n": 0}
 
-    def on_sigint(signum, frame) -> None:
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
         presses["n"] += 1
         if presses["n"] > 1:
             # The journal is committed event by event: nothing is lost by leaving now.
             os.write(2, b"\ninterrupted again: exiting now (the journal is on disk)\n")
             os._exit(int(ExitCode.INTERRUPTED))
         os.write(2, b"\nstopping (Ctrl-C again to exit at once)...\n")
-        session.request_stop("interrupted (Ctrl-C)")
+        session.request_stop(StopReason.INTERRUPTED)
 
-    def on_sigterm(signum, frame) -> None:
-        session.request_stop("SIGTERM")
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        session.request_stop(StopReason.SIGTERM)
 
-    previous = {}
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
     for sig, handler in ((signal.SIGINT, on_sigint), (signal.SIGTERM, on_sigterm)):
         with contextlib.suppress(ValueError):  # not the main thread (an embedding runner)
             previous[sig] = signal.signal(sig, handler)
@@ -185,46 +214,54 @@ def _run(session, view) -> Any:
         view.start(session)
         return asyncio.run(session.run())
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, saved in previous.items():
+            signal.signal(sig, saved)
 
 
 class _View:
     """JSON lines, plain event lines, or the rich live dashboard (on a terminal)."""
 
-    def __init__(self, out, json_out: bool):
+    def __init__(self, out: Output, json_out: bool):
         self.out = out
         self.json = json_out
-        self.live = None
+        self.live: Live | None = None
         self.dashboard = not json_out and out.stdout.isatty()
-        self._console = None if json_out else out.console()
+        self._console: Console | None = None if json_out else out.console()
 
-    def start(self, session) -> None:
+    def start(self, session: LiveSession) -> None:
         if not self.dashboard:
             return
         from rich.live import Live
 
-        self.live = Live(
+        live = self.live = Live(
             _dashboard(session), console=self._console, refresh_per_second=4, transient=False
         )
-        self.live.start()
+        live.start()
 
-    def event(self, event) -> None:
+    def event(self, event: EngineEvent) -> None:
+        from mqd_cli.trading.engine import EventKind
+
         if self.json:
             self.out.json_line(event.as_dict())
             return
-        if event.kind not in _LINE_EVENTS:
+        kind = event.kind
+        if kind not in _line_events():
             return
-        if event.kind in ("info", "warning") and self.live is None:
-            self.out.info(("warning: " if event.kind == "warning" else "") + event.message)
+        if kind in (EventKind.INFO, EventKind.WARNING) and self.live is None:
+            self.out.info(("warning: " if kind is EventKind.WARNING else "") + event.message)
             return
         if self.dashboard:
-            if self.live is not None and event.kind in ("warning", "error", "protection"):
+            if self.live is not None and kind in (
+                EventKind.WARNING,
+                EventKind.ERROR,
+                EventKind.PROTECTION,
+            ):
                 self.live.console.print(_line(event))
             return
-        self._console.print(_line(event))
+        if self._console is not None:  # set outside --json
+            self._console.print(_line(event))
 
-    def tick(self, session) -> None:
+    def tick(self, session: LiveSession) -> None:
         if self.live is not None:
             self.live.update(_dashboard(session))
 
@@ -233,30 +270,30 @@ class _View:
             self.live.stop()
             self.live = None
 
-    def summary(self, summary) -> None:
+    def summary(self, summary: RunSummary) -> None:
         if self.json:
             self.out.json_line(summary.as_dict())
             return
         _render_summary(self.out, summary)
 
 
-def _line(event) -> Any:
+def _line(event: EngineEvent) -> Text:
     from rich.text import Text
 
-    style = _STYLE.get(event.kind, "")
+    style = _styles().get(event.kind, "")
     text = Text(f"{event.at:%m-%d %H:%M:%S} ", style="dim")
     text.append(f"{event.kind:<12} ", style=style or "bold")
     text.append(event.message)
     return text
 
 
-def _num(value) -> str:
+def _num(value: Decimal | None) -> str:
     from mqd_cli.trading.engine import _num as n
 
     return n(value)
 
 
-def _dashboard(session) -> Any:
+def _dashboard(session: LiveSession) -> RenderableType:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -324,7 +361,7 @@ def _dashboard(session) -> Any:
     return Group(*parts)
 
 
-def _render_summary(out, summary) -> None:
+def _render_summary(out: Output, summary: RunSummary) -> None:
     d = summary.as_dict()
     refused = ", ".join(f"{k} {v}" for k, v in d["refused"].items()) or "none"
     positions = ", ".join(f"{s} {_num(q)}" for s, q in d["positions"].items()) or "flat"

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from mqd_cli.clock import Clock, Timer
 from mqd_cli.config.settings import ProtectionsSettings
@@ -45,6 +46,8 @@ from mqd_cli.store import trades as trades_db
 from mqd_cli.store.protections import LockRow
 
 log = logging.getLogger("mqd.protections")
+
+EventKind = Literal["locked", "expired", "unlocked"]  # ``ProtectionEvent.kind``
 
 
 def format_remaining(seconds: float) -> str:
@@ -293,7 +296,7 @@ class ProtectionManager:
 
     # -- events --------------------------------------------------------------------------------
 
-    def _emit(self, kind: str, lock: Lock, message: str) -> None:
+    def _emit(self, kind: EventKind, lock: Lock, message: str) -> None:
         (log.warning if kind == "locked" else log.info)("%s", message)
         if self.notify is None:
             return

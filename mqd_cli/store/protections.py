@@ -57,14 +57,22 @@ def _dt(text: str | None) -> datetime | None:
 class LockRequestLike(Protocol):
     """What a lock is stored from (``protections.base.LockRequest``)."""
 
-    protection: str
-    scope: str
-    symbol: str | None
-    side: str | None
-    reason: str
-    end: datetime
-    anchor: datetime
-    evidence: dict[str, Any]
+    @property
+    def protection(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def symbol(self) -> str | None: ...
+    @property
+    def side(self) -> str | None: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def anchor(self) -> datetime: ...
+    @property
+    def evidence(self) -> dict[str, Any]: ...
 
 
 LockRow = dict[str, Any]  # the keyword arguments of ``protections.base.Lock``

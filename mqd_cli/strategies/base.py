@@ -53,10 +53,14 @@ class StrategyContext(Protocol):
     """What a strategy may read about the account. The engine provides it; tests use
     ``MemoryContext``. Quantities are signed (negative = short)."""
 
-    clock: Clock
-    equity: Decimal
-    cash: Decimal
     params: dict[str, Any]
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def equity(self) -> Decimal: ...
+    @property
+    def cash(self) -> Decimal: ...
 
     def position(self, symbol: str) -> Decimal: ...
     def positions(self) -> dict[str, Decimal]: ...

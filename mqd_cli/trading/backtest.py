@@ -19,11 +19,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mqd_cli.errors import UsageError
 from mqd_cli.model import Bar
 from mqd_cli.trading.engine import Engine, EngineEvent
+
+if TYPE_CHECKING:
+    from mqd_cli.brokers.sim.broker import SimBroker
+    from mqd_cli.clock import Clock
+    from mqd_cli.config.settings import Settings
+    from mqd_cli.orders.tracker import OrderTracker
+    from mqd_cli.orders.trades import ClosedTrade
+    from mqd_cli.protections.base import Lock, ProtectionEvent
+    from mqd_cli.protections.manager import ProtectionManager
+    from mqd_cli.store import Store
+    from mqd_cli.strategies.base import Strategy
 
 ZERO = Decimal(0)
 _CHUNK = timedelta(days=2)  # bars generated per symbol at a time (bounded memory)
@@ -57,9 +68,9 @@ class BacktestResult:
     max_drawdown: Decimal
     max_drawdown_amount: Decimal
     exposure: float
-    trades: list[Any]
+    trades: list[ClosedTrade]
     stats: dict[str, Any]
-    locks: list[Any]
+    locks: list[Lock]
     lock_seconds: float
     refusals: dict[str, int]
     equity_curve: list[EquityPoint] = field(default_factory=list)
@@ -156,7 +167,7 @@ def merged(streams: Sequence[Iterable[Bar]]) -> Iterator[Bar]:
 
 
 def sim_bars(
-    broker: Any, symbol: str, start: datetime, end: datetime, timeframe: timedelta
+    broker: SimBroker, symbol: str, start: datetime, end: datetime, timeframe: timedelta
 ) -> Iterator[Bar]:
     """The simulated exchange's bars of ``symbol`` in [start, end), generated chunk by chunk."""
     lo = start
@@ -166,10 +177,11 @@ def sim_bars(
         lo = hi
 
 
-def csv_span(broker: Any, symbols: Sequence[str]) -> tuple[datetime, datetime] | None:
+def csv_span(broker: SimBroker, symbols: Sequence[str]) -> tuple[datetime, datetime] | None:
     """First bar start and last bar end of the CSV the broker replays."""
     prices = broker.prices
-    firsts, lasts = [], []
+    firsts: list[datetime] = []
+    lasts: list[datetime] = []
     for s in symbols:
         series = prices.bars(s, datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
         if series:
@@ -183,14 +195,27 @@ def csv_span(broker: Any, symbols: Sequence[str]) -> tuple[datetime, datetime] |
 class BacktestServices(Protocol):
     """What a backtest takes from the factory (``Services.backtest_session``)."""
 
-    settings: Any
-    clock: Any
-    broker: Any
-    store: Any
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def sim_broker(self) -> SimBroker: ...
+    @property
+    def store(self) -> Store: ...
 
-    def session_tracker(self, strategy: str | None = None) -> Any: ...
-    def session_protections(self) -> Any: ...
-    def engine(self, strategy: Any, **kw: Any) -> Engine: ...
+    def session_tracker(self, strategy: str | None = None) -> OrderTracker: ...
+    def session_protections(self) -> ProtectionManager: ...
+    def engine(
+        self,
+        strategy: Strategy,
+        *,
+        tracker: OrderTracker,
+        protections: ProtectionManager,
+        halted: bool = False,
+        listener: Callable[[EngineEvent], None] | None = None,
+        **options: Any,
+    ) -> Engine: ...
 
 
 def run_backtest(
@@ -201,7 +226,7 @@ def run_backtest(
     symbols: Sequence[str] | None = None,
     data: str | Path | None = None,
     bars: Iterable[Bar] | None = None,
-    strategy: Any = None,
+    strategy: Strategy | None = None,
     base_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     listener: Callable[[EngineEvent], None] | None = None,
@@ -231,7 +256,7 @@ def run_backtest(
         raise UsageError("no symbols to backtest", "set [strategy] symbols or pass --symbols")
     settings = services.settings
     clock = services.clock
-    broker = services.broker
+    broker = services.sim_broker
     for s in symbols:
         try:
             broker.get_asset(s)
@@ -257,9 +282,9 @@ def run_backtest(
             listener=listener,
             trade_sink=lambda t: insert_closed_trade(store, t),
         )
-        locks: list[Any] = []
+        locks: list[Lock] = []
 
-        def on_protection(event: Any) -> None:
+        def on_protection(event: ProtectionEvent) -> None:
             if event.kind == "locked":
                 locks.append(event.lock)
             engine.on_protection(event)
@@ -305,13 +330,13 @@ def run_backtest(
     )
 
 
-def engine_trades(store: Any) -> list[Any]:
+def engine_trades(store: Store) -> list[ClosedTrade]:
     from mqd_cli.orders.trades import closed_trades
 
     return closed_trades(store)
 
 
-def _forget_finished_orders(tracker: Any, broker: Any) -> Callable[[], None]:
+def _forget_finished_orders(tracker: OrderTracker, broker: SimBroker) -> Callable[[], None]:
     """``Engine.after_submit``: every ``FORGET_EVERY`` submits, the tracker and the simulated
     exchange let go of their finished orders (positions, cash and trades are unaffected)."""
     count = 0
@@ -333,7 +358,7 @@ def _ratio(amount: Decimal, peak: Decimal) -> Decimal:
 
 def _drive(
     engine: Engine,
-    clock: Any,
+    clock: Clock,
     bars: Iterable[Bar],
     timeframe: timedelta,
     expected: int,
@@ -396,7 +421,7 @@ def _drive(
     return n, curve, max_dd, max_dd_amount, exposed, seconds
 
 
-def _lock_seconds(locks: list[Any], end: datetime) -> float:
+def _lock_seconds(locks: list[Lock], end: datetime) -> float:
     """Time covered by at least one lock (overlaps counted once), up to ``end``."""
     spans = sorted((lock.start, min(lock.end, end)) for lock in locks if lock.start < end)
     total = 0.0
@@ -417,6 +442,7 @@ def _lock_seconds(locks: list[Any], end: datetime) -> float:
 def write_plot(result: BacktestResult, path: str | Path) -> Path:
     """Equity and drawdown chart as PNG (matplotlib, the optional 'plot' extra)."""
     try:
+        # matplotlib is the optional 'plot' extra: without it installed there is nothing to check.
         import matplotlib
 
         matplotlib.use("Agg")

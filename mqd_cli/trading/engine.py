@@ -25,10 +25,31 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from mqd_cli.clock import Clock
-from mqd_cli.model import Bar, FillReport, OrderIntent, OrderStatus, Side, TradeUpdate
+from mqd_cli.clock import BacktestClock, Clock
+from mqd_cli.model import (
+    AccountReport,
+    Bar,
+    FillReport,
+    OrderIntent,
+    OrderReport,
+    OrderStatus,
+    Side,
+    TradeUpdate,
+)
+
+if TYPE_CHECKING:
+    from mqd_cli.brokers.base import Broker
+    from mqd_cli.orders.tracked import ApplyResult, TrackedOrder
+    from mqd_cli.orders.tracker import OrderTracker
+    from mqd_cli.orders.trades import ClosedTrade
+    from mqd_cli.protections.base import ProtectionEvent
+    from mqd_cli.protections.manager import ProtectionManager
+    from mqd_cli.strategies.base import Strategy
+    from mqd_cli.symbols.book import SymbolBook
+    from mqd_cli.trading.risk import RiskGate
 
 log = logging.getLogger("mqd.engine")
 
@@ -39,12 +60,27 @@ _PRE_ACK = frozenset({OrderStatus.PENDING_NEW, OrderStatus.ACCEPTED})
 # -- what the engine reports ----------------------------------------------------------------------
 
 
+class EventKind(StrEnum):
+    """What an ``EngineEvent`` reports; the value is the ``event`` of its JSON line."""
+
+    INFO = "info"
+    WARNING = "warning"
+    SUBMITTED = "submitted"
+    WOULD_SUBMIT = "would_submit"
+    SUBMIT_UNCERTAIN = "submit_uncertain"
+    ADJUSTED = "adjusted"
+    REFUSED = "refused"
+    FILL = "fill"
+    TRADE = "trade"
+    PROTECTION = "protection"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class EngineEvent:
-    """One thing that happened: ``kind`` is intent, refused, adjusted, submitted, would_submit,
-    rejected, submit_uncertain, order, fill, trade, protection, error, info."""
+    """One thing that happened (the engine's or the live session's): see ``EventKind``."""
 
-    kind: str
+    kind: EventKind
     at: datetime
     message: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -76,8 +112,8 @@ class EngineStats:
     stop_losses: int = 0
     adjusted: int = 0
     uncertain: int = 0
-    refused: Counter = field(default_factory=Counter)  # stage -> count
-    refused_rules: Counter = field(default_factory=Counter)  # "stage:rule" -> count
+    refused: Counter[str] = field(default_factory=Counter)  # stage -> count
+    refused_rules: Counter[str] = field(default_factory=Counter)  # "stage:rule" -> count
     locks: int = 0
     errors: int = 0
 
@@ -137,7 +173,7 @@ class EngineContext:
     def avg_entry_price(self, symbol: str) -> Decimal | None:
         return self._engine._avg.get(symbol)
 
-    def open_orders(self, symbol: str | None = None) -> list:
+    def open_orders(self, symbol: str | None = None) -> list[TrackedOrder]:
         by_symbol = self._engine._open_by_symbol
         if symbol is None:
             return [o for orders in by_symbol.values() for o in orders.values()]
@@ -146,6 +182,13 @@ class EngineContext:
 
 
 # -- the engine -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class SteppedExchange(Protocol):
+    """A broker whose market the engine moves (``SimBroker.step``): fills arrive in-process."""
+
+    def step(self) -> object: ...
 
 
 class Engine:
@@ -161,13 +204,13 @@ class Engine:
     def __init__(
         self,
         *,
-        strategy: Any,
-        broker: Any,
-        tracker: Any,
+        strategy: Strategy,
+        broker: Broker,
+        tracker: OrderTracker,
         clock: Clock,
-        protections: Any = None,
-        risk: Any = None,
-        symbols: Any = None,
+        protections: ProtectionManager | None = None,
+        risk: RiskGate | None = None,
+        symbols: SymbolBook | None = None,
         params: dict[str, Any] | None = None,
         dry_run: bool = False,
         step_broker: bool = False,
@@ -175,7 +218,7 @@ class Engine:
         starting_cash: Decimal | None = None,
         account_ttl: float = 0.0,
         listener: Callable[[EngineEvent], None] | None = None,
-        trade_sink: Callable[[Any], None] | None = None,
+        trade_sink: Callable[[ClosedTrade], None] | None = None,
         price_lookup: Callable[[str], Decimal | None] | None = None,
     ):
         self.strategy = strategy
@@ -186,7 +229,13 @@ class Engine:
         self.risk = risk
         self.symbols = symbols
         self.dry_run = dry_run
-        self.step_broker = step_broker
+        # The simulated exchange the engine steps (``step_broker``), None for one that runs
+        # by itself (Alpaca, a self-stepping simulator).
+        self.exchange: SteppedExchange | None = None
+        if step_broker:
+            if not isinstance(broker, SteppedExchange):
+                raise TypeError(f"step_broker: {type(broker).__name__} has no step()")
+            self.exchange = broker
         self.fee_per_share = Decimal(fee_per_share)
         self.account_ttl = account_ttl
         self.listener = listener
@@ -202,13 +251,13 @@ class Engine:
         self._qty: dict[str, Decimal] = {}
         self._avg: dict[str, Decimal] = {}
         self._last: dict[str, Decimal] = {}
-        self._open_by_symbol: dict[str, dict[str, Any]] = {}
+        self._open_by_symbol: dict[str, dict[str, TrackedOrder]] = {}
         self._open_count = 0
         # Intents waiting to be sent, each with the position its strategy saw when it asked.
         self._queue: list[tuple[OrderIntent, Decimal]] = []
-        self._closed: list[Any] = []
+        self._closed: list[ClosedTrade] = []
         self._draining = False
-        self._account: Any = None
+        self._account: AccountReport | None = None
         self._account_at = -1e18
         self._mono = clock.monotonic
         # Backtests move the clock lazily: the bar's end is noted here and the clock is only
@@ -296,9 +345,10 @@ class Engine:
         if q:
             self._market_value += q * (close - self._last.get(symbol, close))
         self._last[symbol] = close
-        if self._open_count and self.step_broker:
+        exchange = self.exchange
+        if self._open_count and exchange is not None:
             self.sync_clock()
-            self.broker.step()
+            exchange.step()
         intents = self.strategy.on_bar(bar, self.ctx)
         if intents:
             self.sync_clock()
@@ -309,8 +359,12 @@ class Engine:
         due = self.due
         if due is not None:
             self.due = None
-            if due > self.clock.now():
-                self.clock.advance_to(due)
+            clock = self.clock
+            if due > clock.now():
+                # Only the backtest driver sets ``due``, on its BacktestClock.
+                if not isinstance(clock, BacktestClock):
+                    raise TypeError(f"a lazily moved clock must be a BacktestClock, not {clock!r}")
+                clock.advance_to(due)
 
     def start(self) -> None:
         """Run the strategy's ``on_start`` intents."""
@@ -327,8 +381,8 @@ class Engine:
 
     def poll_broker(self) -> None:
         """Let the simulated exchange match resting orders up to now (no-op otherwise)."""
-        if self.step_broker and self._open_count:
-            self.broker.step()
+        if self.exchange is not None and self._open_count:
+            self.exchange.step()
         self._drain()
 
     # -- intents -------------------------------------------------------------------------------
@@ -368,7 +422,7 @@ class Engine:
                 except Exception as exc:  # one bad intent must never stop the loop
                     self.stats.errors += 1
                     log.exception("engine: intent %s failed", intent)
-                    self._emit("error", f"{intent.symbol}: {type(exc).__name__}: {exc}")
+                    self._emit(EventKind.ERROR, f"{intent.symbol}: {type(exc).__name__}: {exc}")
         finally:
             self._draining = False
 
@@ -400,7 +454,7 @@ class Engine:
             self.refusals.append(refusal)
         log.info("refused at %s (%s): %s %s", stage, rule, describe(intent), reason)
         self._emit(
-            "refused",
+            EventKind.REFUSED,
             f"{describe(intent)} refused by {stage} ({rule}): {reason}",
             {"stage": stage, "rule": rule, "reason": reason, "intent": intent},
         )
@@ -445,9 +499,7 @@ class Engine:
             return
         if self.risk is not None:
             # The gate checks buying power for buys only: ask the broker only then.
-            needs_bp = intent.side is Side.BUY and getattr(
-                getattr(self.risk, "settings", None), "check_buying_power", True
-            )
+            needs_bp = intent.side is Side.BUY and self.risk.settings.check_buying_power
             decision = self.risk.check(
                 intent,
                 price=price if price is not None else ZERO,
@@ -474,7 +526,7 @@ class Engine:
                     f"{a.field} {a.before} -> {a.after} ({a.reason})" for a in adjustments
                 )
                 self._emit(
-                    "adjusted",
+                    EventKind.ADJUSTED,
                     f"{describe(intent)} rounded: {text}",
                     {"intent": prepared, "adjustments": [a.__dict__ for a in adjustments]},
                 )
@@ -482,7 +534,9 @@ class Engine:
         if self.dry_run:
             self.stats.would_submit += 1
             self._emit(
-                "would_submit", f"dry run: would send {describe(intent)}", {"intent": intent}
+                EventKind.WOULD_SUBMIT,
+                f"dry run: would send {describe(intent)}",
+                {"intent": intent},
             )
             return
         self._send(intent)
@@ -519,7 +573,7 @@ class Engine:
         capped = _with(intent, qty=left)
         self.stats.adjusted += 1
         self._emit(
-            "adjusted",
+            EventKind.ADJUSTED,
             f"{describe(intent)} capped: qty {_num(qty)} -> {_num(left)} (open orders already "
             f"{side.value} {_num(covered)} of the position {_num(pos)})",
             {
@@ -536,7 +590,7 @@ class Engine:
         )
         return capped
 
-    def _identical_open(self, intent: OrderIntent) -> Any:
+    def _identical_open(self, intent: OrderIntent) -> TrackedOrder | None:
         """An acknowledged open order that asks for exactly what ``intent`` asks, if any.
 
         An identical order whose submit was never answered is not one: the tracker gives the
@@ -569,17 +623,19 @@ class Engine:
             return
         intent = self.tracker.start(intent)
         cid = intent.client_order_id
+        assert cid is not None, "the tracker names every order it starts"
         try:
             report = self.broker.submit_order(intent)
         except OrderRejected as exc:
             if isinstance(exc, DuplicateClientOrderId):
                 # A restart re-sent an intent the broker already holds: adopt its answer.
+                held: OrderReport | None
                 try:
-                    report = self.broker.get_order_by_client_id(cid)
+                    held = self.broker.get_order_by_client_id(cid)
                 except (NotFound, BrokerCallError):
-                    report = None
-                if report is not None:
-                    self._after_submit(intent, report)
+                    held = None
+                if held is not None:
+                    self._after_submit(intent, cid, held)
                     return
             result = self.tracker.on_submit_failed(cid, exc, definitely_rejected=True)
             self._after_apply(result)
@@ -590,15 +646,14 @@ class Engine:
             self.stats.uncertain += 1
             self._track_open(cid)
             self._emit(
-                "submit_uncertain",
+                EventKind.SUBMIT_UNCERTAIN,
                 f"{describe(intent)}: outcome unknown ({exc}); it is looked up, never resent",
                 {"intent": intent},
             )
             return
-        self._after_submit(intent, report)
+        self._after_submit(intent, cid, report)
 
-    def _after_submit(self, intent: OrderIntent, report: Any) -> None:
-        cid = intent.client_order_id
+    def _after_submit(self, intent: OrderIntent, cid: str, report: OrderReport) -> None:
         order = self.tracker.order(cid)
         # Stream (or simulated) events may have overtaken the REST answer: a stale `new` after
         # a fill is not news, and the tracker would keep it as an illegal transition.
@@ -607,12 +662,12 @@ class Engine:
         self.stats.submitted += 1
         self._track_open(cid)
         self._emit(
-            "submitted",
+            EventKind.SUBMITTED,
             f"sent {describe(intent)} as {cid}",
             {"intent": intent, "order_id": report.id},
         )
-        if self.step_broker:
-            self.broker.step()
+        if self.exchange is not None:
+            self.exchange.step()
         if self.after_submit is not None:
             self.after_submit()
 
@@ -630,12 +685,13 @@ class Engine:
             self._last[symbol] = price
         return price
 
-    def _account_snapshot(self, *, force: bool = False) -> Any:
+    def _account_snapshot(self, *, force: bool = False) -> AccountReport:
         now = self._mono()
-        if force or self._account is None or now - self._account_at >= self.account_ttl:
-            self._account = self.broker.get_account()
+        account = self._account
+        if force or account is None or now - self._account_at >= self.account_ttl:
+            account = self._account = self.broker.get_account()
             self._account_at = now
-        return self._account
+        return account
 
     def _buying_power(self) -> Decimal:
         try:
@@ -652,7 +708,7 @@ class Engine:
         self._after_apply(result)
         self._drain()
 
-    def observe(self, result: Any) -> None:
+    def observe(self, result: ApplyResult | None) -> None:
         """Mirror a result the tracker produced elsewhere (the user stream, a gap fill, a
         shutdown lookup) and hand its new fills to the strategy; the intents they raise are
         queued for the next ``poll_broker`` (see ``pending_intents``)."""
@@ -677,7 +733,7 @@ class Engine:
             if not bucket:
                 del self._open_by_symbol[order.symbol]
 
-    def _after_apply(self, result: Any) -> None:
+    def _after_apply(self, result: ApplyResult | None) -> None:
         """Mirror what one tracker result changed, hand new fills to the strategy, then report
         the trades the result closed (after the fill that closed them)."""
         try:
@@ -686,7 +742,7 @@ class Engine:
             while self._closed:
                 self._trade_closed(self._closed.pop(0))
 
-    def _mirror(self, result: Any) -> None:
+    def _mirror(self, result: ApplyResult | None) -> None:
         if result is None:
             return
         cid = result.client_order_id
@@ -736,7 +792,7 @@ class Engine:
                 del self.last_fills[0]
             if self.listener is not None:
                 self._emit(
-                    "fill",
+                    EventKind.FILL,
                     f"fill {f.side.value} {_num(f.qty)} {f.symbol} @ {_num(f.price)}"
                     f" ({order.reason if order is not None else ''}) position {_num(new)}",
                     {"fill": report, "reason": order.reason if order is not None else ""},
@@ -745,11 +801,11 @@ class Engine:
             if intents:
                 self._enqueue(intents)
 
-    def _on_trade_closed(self, trade: Any) -> None:
+    def _on_trade_closed(self, trade: ClosedTrade) -> None:
         # Called by the tracker inside apply(): reported once the fills are mirrored.
         self._closed.append(trade)
 
-    def _trade_closed(self, trade: Any) -> None:
+    def _trade_closed(self, trade: ClosedTrade) -> None:
         stats = self.stats
         stats.trades += 1
         stats.realized_pnl += trade.pnl
@@ -761,7 +817,7 @@ class Engine:
             self.trade_sink(trade)
         if self.listener is not None:
             self._emit(
-                "trade",
+                EventKind.TRADE,
                 f"closed {trade.side} {_num(trade.qty)} {trade.symbol}: "
                 f"{_num(trade.entry_price)} -> {_num(trade.exit_price)}, pnl {trade.pnl:.2f} "
                 f"({trade.exit_reason})",
@@ -773,15 +829,15 @@ class Engine:
             except Exception as exc:
                 stats.errors += 1
                 log.exception("engine: protections evaluation failed")
-                self._emit("error", f"protections: {type(exc).__name__}: {exc}")
+                self._emit(EventKind.ERROR, f"protections: {type(exc).__name__}: {exc}")
 
-    def on_protection(self, event: Any) -> None:
+    def on_protection(self, event: ProtectionEvent) -> None:
         """``ProtectionManager.notify``: count and report locks."""
         if event.kind == "locked":
             self.stats.locks += 1
-        self._emit("protection", event.message, {"kind": event.kind, "lock": event.lock})
+        self._emit(EventKind.PROTECTION, event.message, {"kind": event.kind, "lock": event.lock})
 
-    def _emit(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+    def _emit(self, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
         if self.listener is None:
             return
         try:

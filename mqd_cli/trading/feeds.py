@@ -16,6 +16,7 @@ returns the bars completed since the previous poll (a bar starting at ``t`` is c
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 @runtime_checkable
 class BarFeed(Protocol):
     def history(self, symbols: Sequence[str], start: datetime, end: datetime) -> Iterator[Bar]: ...
+    def close(self) -> None: ...
 
 
 def merge_bars(per_symbol: Iterable[Iterable[Bar]]) -> Iterator[Bar]:
@@ -56,6 +58,9 @@ class _Poller:
         self._lookback = lookback
 
     history: Callable[[Sequence[str], datetime, datetime], Iterator[Bar]]  # from the feed
+
+    def close(self) -> None:
+        """Release the feed's connection (nothing to release by default)."""
 
     def poll(self, symbols: Sequence[str]) -> list[Bar]:
         """Bars completed since the last poll (the first poll looks back ``lookback``)."""
@@ -310,7 +315,7 @@ class AlpacaBarsFeed(_Poller):
         seen_tokens: set[str] = set()
         while True:
             body = self._throttle().call(
-                LIMIT, lambda p=dict(params): self._get(p), idempotent=True
+                LIMIT, functools.partial(self._get, dict(params)), idempotent=True
             )
             self.pages_fetched += 1
             token = parse_bars_page(body, out)

@@ -24,40 +24,103 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from mqd_cli.clock import BrokerTimeClock, Clock
 from mqd_cli.errors import BrokerError, StateError, UsageError
-from mqd_cli.trading.engine import Engine, EngineEvent
+from mqd_cli.trading.engine import Engine, EngineEvent, EventKind
 from mqd_cli.wire.parse import as_utc
+
+if TYPE_CHECKING:
+    from mqd_cli.brokers.base import Broker
+    from mqd_cli.brokers.sim.broker import SimBroker
+    from mqd_cli.config.settings import Settings
+    from mqd_cli.model import Bar, OrderReport, TradeUpdate
+    from mqd_cli.notify import DiscordNotifier
+    from mqd_cli.orders.tracked import ApplyResult
+    from mqd_cli.orders.tracker import OrderTracker
+    from mqd_cli.protections.base import Lock, ProtectionEvent
+    from mqd_cli.protections.manager import ProtectionManager
+    from mqd_cli.store import Store
+    from mqd_cli.strategies.base import Strategy
+    from mqd_cli.stream.client import UserStreamTracker
+    from mqd_cli.stream.lease import StreamLease
+    from mqd_cli.symbols.book import SymbolBook
+    from mqd_cli.throttle.throttler import Throttler
+    from mqd_cli.trading.feeds import BarFeed
 
 log = logging.getLogger("mqd.run")
 
 ZERO = Decimal(0)
 # Reconcile findings that are our own orders' missed events: applied at start without asking.
 _OWN_KINDS = frozenset({"status_drift", "fill_drift", "shadow"})
+# Engine events sent to Discord, by the [notify.discord] event name (refusals by the risk
+# gate are sent as "risk").
+_NOTIFY_EVENTS = {EventKind.FILL: "fill", EventKind.SUBMITTED: "order", EventKind.ERROR: "error"}
 
 
 class SessionServices(Protocol):
     """What a live session takes from the factory (``mqd_cli.factory.Services``)."""
 
-    settings: Any
-    is_sim: bool
-    market_clock: Any
-    store: Any
-    store_path: Path
-    broker: Any
-    symbols: Any
-    notifier: Any
-    throttler: Any
-    stream_lease: Any
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def is_sim(self) -> bool: ...
+    @property
+    def market_clock(self) -> Clock: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def store_path(self) -> Path: ...
+    @property
+    def broker(self) -> Broker: ...
+    @property
+    def sim_broker(self) -> SimBroker: ...
+    @property
+    def symbols(self) -> SymbolBook: ...
+    @property
+    def notifier(self) -> DiscordNotifier: ...
+    @property
+    def throttler(self) -> Throttler: ...
+    @property
+    def stream_lease(self) -> StreamLease: ...
 
-    def session_tracker(self) -> Any: ...
-    def session_protections(self) -> Any: ...
-    def engine(self, strategy: Any, **kw: Any) -> Engine: ...
-    def stream_for(self, tracker: Any, clock: Any) -> Any: ...
-    def bar_feed(self, clock: Any = None) -> Any: ...
+    def session_tracker(self) -> OrderTracker: ...
+    def session_protections(self) -> ProtectionManager: ...
+    def engine(
+        self,
+        strategy: Strategy,
+        *,
+        tracker: OrderTracker,
+        protections: ProtectionManager,
+        halted: bool = False,
+        listener: Callable[[EngineEvent], None] | None = None,
+        **options: Any,
+    ) -> Engine: ...
+    def stream_for(self, tracker: Any, clock: Clock) -> UserStreamTracker: ...
+    def bar_feed(self, clock: Clock | None = None) -> BarFeed: ...
     def close(self) -> None: ...
+
+
+class StopReason(StrEnum):
+    """Why a live session stopped: the value is the text the summary prints. Two reasons
+    carry a detail (``StopReason.text``): the duration, and the error that stopped the stream."""
+
+    INTERRUPTED = "interrupted (Ctrl-C)"
+    SIGTERM = "SIGTERM"
+    STOPPED = "stopped"
+    DURATION = "duration reached"  # "duration 2h reached"
+    STREAM_STOPPED = "stream stopped"  # "stream stopped (ConnectionClosed)"
+
+    def text(self, detail: str = "") -> str:
+        """The printed reason, with its detail when it carries one."""
+        if not detail:
+            return self.value
+        if self is StopReason.DURATION:
+            return f"duration {detail} reached"
+        return f"{self.value} ({detail})"
 
 
 @dataclass(frozen=True)
@@ -82,7 +145,7 @@ class RunSummary:
     positions: dict[str, Decimal]
     open_orders: int
     canceled: int
-    locks: list[Any]
+    locks: list[Lock]
     stream: dict[str, Any] | None = None
     notify: dict[str, Any] | None = None
     store: str = ""
@@ -140,19 +203,19 @@ class _TrackerTap:
     handler: the loop sends them on its next pass (woken at once), so a busy stream never
     holds the loop and a REST call never blocks the stream's reader."""
 
-    def __init__(self, tracker: Any, engine: Engine, wake: Callable[[], None]):
+    def __init__(self, tracker: OrderTracker, engine: Engine, wake: Callable[[], None]):
         self._tracker = tracker
         self._engine = engine
         self._wake = wake
 
-    def apply(self, update: Any, *, source: str = "stream") -> Any:
+    def apply(self, update: TradeUpdate, *, source: str = "stream") -> ApplyResult:
         result = self._tracker.apply(update, source=source)
         self._engine.observe(result)
         if self._engine.pending_intents:
             self._wake()
         return result
 
-    def apply_order_report(self, report: Any, *, source: str = "rest") -> Any:
+    def apply_order_report(self, report: OrderReport, *, source: str = "rest") -> ApplyResult:
         result = self._tracker.apply_order_report(report, source=source)
         self._engine.observe(result)
         if self._engine.pending_intents:
@@ -185,36 +248,45 @@ class LiveSession:
         # The market clock: the trading state (orders, trades, locks, bars) is in the broker's
         # time. The services' clock stays local: the throttle budget and the stream lease are
         # shared with other processes on this host in local time.
-        self.clock: Any = services.market_clock
-        self.tracker: Any = None
-        self.protections: Any = None
+        self.clock: Clock = services.market_clock
+        self.tracker: OrderTracker | None = None
+        self.protections: ProtectionManager | None = None
         self.listener = listener
         self.on_tick = on_tick
         self.base_dir = base_dir
-        self.stop_reason = ""
+        self.stop_reason: StopReason | None = None
+        self.stop_detail = ""  # the duration, or the error that stopped the stream
         self._stop: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.engine: Engine | None = None
-        self.stream: Any = None
-        self.notifier: Any = None
-        self.broker: Any = None
-        self.feed: Any = None
-        self._lease: Any = None  # StreamLease (Alpaca)
+        self.stream: UserStreamTracker | None = None
+        self.notifier: DiscordNotifier | None = None
+        self.feed: BarFeed | None = None
+        self._lease: StreamLease | None = None  # Alpaca
         self._cursor: dict[str, datetime] = {}
         self._offset_at = 0.0
         self.started_at: datetime | None = None
         self.equity_start = ZERO
         self.startup = _Startup()
 
+    @property
+    def broker(self) -> Broker:
+        return self.services.broker
+
+    @property
+    def stop_text(self) -> str:
+        """The stop reason as printed ("" while running)."""
+        return self.stop_reason.text(self.stop_detail) if self.stop_reason is not None else ""
+
     # -- start-up ----------------------------------------------------------------------------
 
     def _say(self, message: str, *, warn: bool = False) -> None:
         (self.startup.warnings if warn else self.startup.messages).append(message)
         (log.warning if warn else log.info)("%s", message)
-        self._emit("warning" if warn else "info", message)
+        self._emit(EventKind.WARNING if warn else EventKind.INFO, message)
 
-    def _emit(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+    def _emit(self, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
         if self.listener is not None:
             self.listener(EngineEvent(kind, self.clock.now(), message, data or {}))
 
@@ -225,7 +297,7 @@ class LiveSession:
         s = self.settings
         sv = self.services
         strategy = load_strategy(s.strategy, base_dir=self.base_dir)
-        self.broker = sv.broker
+        broker = sv.broker
         if self.is_sim:
             self._say(
                 f"simulated exchange (offline), {s.sim.speed:g}x speed from "
@@ -240,7 +312,7 @@ class LiveSession:
         store = sv.store
         tracker, protections = sv.session_tracker(), sv.session_protections()
         self.tracker, self.protections = tracker, protections
-        account = self.broker.get_account()
+        account = broker.get_account()
         self._reconcile(tracker)
         self._symbols(store)
         notifier = self._notifier()
@@ -267,10 +339,10 @@ class LiveSession:
                 warn=True,
             )
         if self.is_sim:
-            self.broker.subscribe(engine.on_trade_update)
+            sv.sim_broker.subscribe(engine.on_trade_update)
         else:
             self._start_stream(tracker, engine)
-        for p in self.broker.list_positions():
+        for p in broker.list_positions():
             if p.current_price is not None:
                 engine.mark(p.symbol, p.current_price)
         self.equity_start = engine.equity
@@ -288,7 +360,7 @@ class LiveSession:
                 f"{', '.join(s.strategy.symbols)}",
             )
 
-    def _notifier(self) -> Any:
+    def _notifier(self) -> DiscordNotifier | None:
         d = self.settings.notify.discord
         if not d.webhook_url.is_set():
             return None
@@ -301,7 +373,7 @@ class LiveSession:
             )
         return notifier
 
-    def _reconcile(self, tracker: Any) -> None:
+    def _reconcile(self, tracker: OrderTracker) -> None:
         """Our own orders' missed events are applied; anything else refuses the start."""
         from mqd_cli.reconcile import apply as rc_apply
         from mqd_cli.reconcile import collect as rc_collect
@@ -340,7 +412,7 @@ class LiveSession:
         for line in lines:
             self._say(f"reconcile --adopt: {line}", warn=True)
 
-    def _symbols(self, store: Any) -> None:
+    def _symbols(self, store: Store) -> None:
         from mqd_cli.symbols.sync import sync
 
         book = self.services.symbols
@@ -361,11 +433,11 @@ class LiveSession:
                 warn=True,
             )
 
-    def _start_stream(self, tracker: Any, engine: Engine) -> None:
+    def _start_stream(self, tracker: OrderTracker, engine: Engine) -> None:
         """Take the account's stream lease (refuse to start while another process holds it)
         and build the user stream; ``run`` keeps the lease alive while the stream runs."""
-        self._lease = self.services.stream_lease
-        self._lease.acquire()
+        lease = self._lease = self.services.stream_lease
+        lease.acquire()
         self.stream = self.services.stream_for(
             _TrackerTap(tracker, engine, self._wake_loop), self.clock
         )
@@ -377,22 +449,26 @@ class LiveSession:
         """Alpaca (or the emulator) has its own time: the session runs on it."""
         if self.is_sim:
             return
-        self._offset_at = self.clock.monotonic()
+        clock = self.clock
+        assert isinstance(clock, BrokerTimeClock), "a session on Alpaca runs on Alpaca's time"
+        self._offset_at = clock.monotonic()
         try:
-            self.clock.sync(self.broker)
+            clock.sync(self.broker)
         except BrokerError as exc:
             log.warning("run: broker clock unavailable (%s); keeping the last offset", exc)
 
     def market_now(self) -> datetime:
         return self.clock.now()
 
-    def _history(self, start: datetime, end: datetime) -> list[Any]:
+    def _history(self, start: datetime, end: datetime) -> list[Bar]:
         symbols = [x.upper() for x in self.settings.strategy.symbols]
         tf = self.settings.strategy.timeframe
         if self.is_sim:
             from mqd_cli.trading.backtest import merged
 
-            return list(merged([self.broker.bars(s, start, end, tf) for s in symbols]))
+            sim = self.services.sim_broker
+            return list(merged([sim.bars(s, start, end, tf) for s in symbols]))
+        assert self.feed is not None, "the bar feed is built with the stream"
         return list(self.feed.history(symbols, start, end))
 
     def _latest_close(self, symbol: str) -> Decimal | None:
@@ -425,7 +501,7 @@ class LiveSession:
             return 0
         return engine.warm_up(bars)
 
-    def _poll_bars(self) -> list[Any]:
+    def _poll_bars(self) -> list[Bar]:
         tf = self.settings.strategy.timeframe
         end = self.market_now() - tf + timedelta(microseconds=1)  # completed bars only
         start = min(self._cursor.values())
@@ -454,13 +530,13 @@ class LiveSession:
         n = self.notifier
         if n is None:
             return
-        kind = {"fill": "fill", "submitted": "order", "error": "error"}.get(event.kind)
-        if event.kind == "refused" and event.data.get("stage") == "risk":
+        kind = _NOTIFY_EVENTS.get(event.kind)
+        if event.kind is EventKind.REFUSED and event.data.get("stage") == "risk":
             kind = "risk"
         if kind is not None:
             n.dispatch(kind, event.message)
 
-    def _on_protection(self, event: Any) -> None:
+    def _on_protection(self, event: ProtectionEvent) -> None:
         if self.engine is not None:
             self.engine.on_protection(event)
         if self.notifier is not None:
@@ -472,20 +548,21 @@ class LiveSession:
         if self._wake is not None:
             self._wake.set()
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason, detail: str = "") -> None:
         """Ask the loop to stop (safe from a signal handler or another thread)."""
-        if not self.stop_reason:
-            self.stop_reason = reason
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_detail = reason, detail
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
     async def run(self) -> RunSummary:
-        assert self.engine is not None, "prepare() first"
+        assert self.engine is not None and self.tracker is not None, "prepare() first"
         engine = self.engine
+        tracker = self.tracker
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        if self.stop_reason:
+        if self.stop_reason is not None:
             self._stop.set()
         s = self.settings
         duration = self.options.duration if self.options.duration is not None else s.run.duration
@@ -496,10 +573,11 @@ class LiveSession:
         t0 = self.clock.monotonic()
         speed = s.sim.speed if self.is_sim else 1.0
         poll = s.run.poll_interval.total_seconds()
-        tasks: list[asyncio.Task] = []
+        tasks: list[asyncio.Task[None]] = []
         if self.stream is not None:
             from mqd_cli.stream.lease import run_leased
 
+            assert self._lease is not None, "the stream is built with its lease"
             stream_task = asyncio.create_task(
                 run_leased(self.stream, self._lease), name="trade_updates"
             )
@@ -513,7 +591,8 @@ class LiveSession:
             while not self._stop.is_set():
                 mono = self.clock.monotonic()
                 if duration and mono - t0 >= duration.total_seconds():
-                    self.stop_reason = self.stop_reason or f"duration {_fmt(duration)} reached"
+                    if self.stop_reason is None:
+                        self.stop_reason, self.stop_detail = StopReason.DURATION, _fmt(duration)
                     break
                 if not self.is_sim and mono - self._offset_at > 30:
                     self._sync_market_clock()
@@ -521,7 +600,7 @@ class LiveSession:
                     bars = self._poll_bars()
                 except BrokerError as exc:
                     bars = []
-                    self._emit("error", f"bars unavailable: {exc}")
+                    self._emit(EventKind.ERROR, f"bars unavailable: {exc}")
                 empty_polls = 0 if bars else empty_polls + 1
                 for bar in bars:
                     engine.on_bar(bar)
@@ -530,10 +609,10 @@ class LiveSession:
                 engine.poll_broker()  # also sends the intents queued by stream events
                 if mono >= next_equity:
                     next_equity = mono + s.protections.check_interval.total_seconds()
-                    self._sample_equity()
+                    self._sample_equity(engine)
                 if mono >= next_refresh and not self.is_sim:
                     next_refresh = mono + 10
-                    if self.tracker.refresh():
+                    if tracker.refresh():
                         engine.sync_from_tracker()
                 if self.on_tick is not None:
                     self.on_tick(self)
@@ -568,9 +647,9 @@ class LiveSession:
             for task in waiters:
                 task.cancel()
 
-    def _sample_equity(self) -> None:
+    def _sample_equity(self, engine: Engine) -> None:
         """A broker equity sample for MaxDrawdown (and a re-evaluation of the protections)."""
-        engine = self.engine
+        protections = engine.protections
         try:
             equity = self.broker.get_account().equity
         except BrokerError as exc:
@@ -579,45 +658,51 @@ class LiveSession:
         except Exception:
             log.exception("run: equity sample failed")
             return
+        if protections is None:
+            return
         try:
-            engine.protections.evaluate(equity=equity)
+            protections.evaluate(equity=equity)
         except Exception as exc:
             engine.stats.errors += 1
             log.exception("run: protections evaluation failed")
-            self._emit("error", f"protections: {type(exc).__name__}: {exc}")
+            self._emit(EventKind.ERROR, f"protections: {type(exc).__name__}: {exc}")
 
-    def _stream_ended(self, task: asyncio.Task) -> None:
+    def _stream_ended(self, task: asyncio.Task[None]) -> None:
         """The stream stops only when asked, or when another process took the lease: then
         trading without fills would be blind, so the loop stops too."""
         if task.cancelled() or self._stop is None or self._stop.is_set():
             return
         exc = task.exception()
         if exc is not None:
-            self._emit("error", f"trade_updates stream stopped: {exc}")
-            self.request_stop(f"stream stopped ({type(exc).__name__})")
+            self._emit(EventKind.ERROR, f"trade_updates stream stopped: {exc}")
+            self.request_stop(StopReason.STREAM_STOPPED, type(exc).__name__)
 
     # -- shutdown ----------------------------------------------------------------------------
 
-    async def _shutdown(self, tasks: list[asyncio.Task]) -> RunSummary:
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> RunSummary:
         engine = self.engine
         assert engine is not None
-        self.stop_reason = self.stop_reason or "stopped"
-        self._emit("info", f"stopping: {self.stop_reason}")
+        if self.stop_reason is None:
+            self.stop_reason = StopReason.STOPPED
+        reason = self.stop_text
+        self._emit(EventKind.INFO, f"stopping: {reason}")
         engine.stop()
         cancel = self.options.cancel_on_exit
         if cancel is None:
             cancel = self.settings.run.cancel_on_exit
         canceled = 0
         if cancel and not self.options.dry_run:
-            canceled = await self._cancel_open_orders()
+            canceled = await self._cancel_open_orders(engine)
         if self.stream is not None:
             self.stream.stop()
         for task in tasks:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        with contextlib.suppress(Exception):
-            engine.protections.stop()
+        protections = engine.protections
+        if protections is not None:
+            with contextlib.suppress(Exception):
+                protections.stop()
         if self._lease is not None and self._lease.held:
             with contextlib.suppress(Exception):
                 self._lease.release()  # run_leased releases too; a second release is harmless
@@ -625,11 +710,12 @@ class LiveSession:
             equity_end = self.broker.get_account().equity
         except Exception:
             equity_end = engine.equity
-        locks = []
-        with contextlib.suppress(Exception):
-            locks = engine.protections.active_locks()
+        locks: list[Lock] = []
+        if protections is not None:
+            with contextlib.suppress(Exception):
+                locks = protections.active_locks()
         summary = RunSummary(
-            reason=self.stop_reason,
+            reason=reason,
             started_at=self.started_at or self.clock.now(),
             stopped_at=self.clock.now(),
             broker="sim" if self.is_sim else "alpaca",
@@ -650,8 +736,7 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 await self.notifier.send_async(
                     "stop",
-                    f"mqd run stopped ({self.stop_reason}): "
-                    f"{summary.stats['trades']} trades, pnl {pnl:,.2f}",
+                    f"mqd run stopped ({reason}): {summary.stats['trades']} trades, pnl {pnl:,.2f}",
                 )
                 await self.notifier.drain()
             with contextlib.suppress(Exception):
@@ -661,11 +746,10 @@ class LiveSession:
                 self.feed.close()
         return summary
 
-    async def _cancel_open_orders(self) -> int:
+    async def _cancel_open_orders(self, engine: Engine) -> int:
         from mqd_cli.brokers.errors import BrokerCallError
 
-        engine = self.engine
-        tracker = self.tracker
+        tracker = engine.tracker
         n = 0
         for o in tracker.open_orders():
             if not o.broker_id:
@@ -674,7 +758,7 @@ class LiveSession:
                 self.broker.cancel_order(o.broker_id)
                 n += 1
             except BrokerCallError as exc:
-                self._emit("error", f"cancel {o.client_order_id}: {exc}")
+                self._emit(EventKind.ERROR, f"cancel {o.client_order_id}: {exc}")
         if self.is_sim:
             engine.poll_broker()
             return n
@@ -710,9 +794,10 @@ class LiveSession:
         if not self.is_sim and "throttler" in self.services.__dict__:
             with contextlib.suppress(Exception):
                 throttle = self.services.throttler.stats()
-        locks: list[Any] = []
-        with contextlib.suppress(Exception):
-            locks = engine.protections.active_locks()
+        locks: list[Lock] = []
+        if engine.protections is not None:
+            with contextlib.suppress(Exception):
+                locks = engine.protections.active_locks()
         return {
             "now": self.clock.now(),
             "market_now": self.market_now(),
