@@ -31,6 +31,7 @@ from mqd_cli.emulator.params import (
 )
 from mqd_cli.market_calendar import EXCHANGE_TZ
 from mqd_cli.model import AssetClass, OrderIntent, OrderType, Side, TimeInForce
+from mqd_cli.symbols.spelling import position_symbol
 from mqd_cli.wire import format as wire_format
 
 if TYPE_CHECKING:
@@ -253,11 +254,13 @@ class TradingRoutes:
             self.broker.cancel_all_orders()
         rows = []
         for position in self.broker.list_positions():
+            # Rows name the position as Alpaca does (``BTCUSD``); the order inside says BTC/USD.
+            name = position_symbol(position.symbol, position.asset_class)
             try:
                 order = self._close(position.symbol)
                 rows.append(
                     {
-                        "symbol": position.symbol,
+                        "symbol": name,
                         "status": 200,
                         "body": wire_format.order_to_wire(order),
                     }
@@ -265,7 +268,7 @@ class TradingRoutes:
             except BrokerCallError as exc:
                 rows.append(
                     {
-                        "symbol": position.symbol,
+                        "symbol": name,
                         "status": exc.status or 500,
                         "body": broker_error_body(exc),
                     }

@@ -62,6 +62,7 @@ from mqd_cli.orders.tracked import (
     synthetic_fill_id,
 )
 from mqd_cli.orders.trades import ClosedTrade
+from mqd_cli.symbols.spelling import canonical_symbol
 
 if TYPE_CHECKING:
     from mqd_cli.clock import Clock
@@ -435,7 +436,7 @@ class OrderTracker:
         parent = self.order_by_broker_id(report.replaces) if report.replaces else None
         o = TrackedOrder(
             client_order_id=report.client_order_id,
-            symbol=report.symbol,
+            symbol=canonical_symbol(report.symbol, report.asset_class),
             side=report.side,
             qty=report.qty,
             notional=report.notional,

@@ -29,6 +29,7 @@ from mqd_cli.reconcile.model import (
     Lookup,
     ReconcileReport,
 )
+from mqd_cli.symbols.spelling import canonical_symbol
 
 # -- small pure helpers ---------------------------------------------------------------------------
 
@@ -103,7 +104,7 @@ def cash_of(side: Side, qty: Decimal, avg: Decimal | None) -> Decimal | None:
 
 
 def _qty_by_symbol(positions: Iterable[PositionReport]) -> dict[str, Decimal]:
-    return {p.symbol: p.qty for p in positions}
+    return {canonical_symbol(p.symbol, p.asset_class): p.qty for p in positions}
 
 
 def cash_tolerance(account: AccountReport) -> Decimal:
@@ -301,7 +302,7 @@ def position_findings(
     against ours plus what pending repairs (and orders in flight, at the broker's figure)
     would add. Symbols in ``skip`` are not judged."""
     if theirs is None:
-        theirs = {p.symbol: p.qty for p in broker.positions}
+        theirs = _qty_by_symbol(broker.positions)
     skipped = set(skip)
     out = []
     for sym in sorted(set(theirs) | set(local.positions) | set(pending)):

@@ -10,6 +10,7 @@ from mqd_cli.model import OrderIntent
 from mqd_cli.symbols.properties import SymbolProperties, props_from_row
 from mqd_cli.symbols.rounding import Adjustment, RoundingError, round_intent
 from mqd_cli.symbols.rules import Problem, check_intent
+from mqd_cli.symbols.spelling import crypto_pair
 
 if TYPE_CHECKING:
     from mqd_cli.clock import Clock
@@ -160,7 +161,7 @@ def _alias(symbol: str) -> str | None:
     """Other spellings Alpaca accepts: lower case, legacy crypto ``BTCUSD`` for ``BTC/USD``."""
     s = symbol.strip().upper()
     if "/" not in s:
-        for quote in ("USDT", "USDC", "USD", "BTC"):
-            if s.endswith(quote) and len(s) > len(quote) + 1:
-                return f"{s[: -len(quote)]}/{quote}"
+        pair = crypto_pair(s)
+        if pair is not None:
+            return pair
     return s if s != symbol else None

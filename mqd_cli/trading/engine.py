@@ -39,6 +39,7 @@ from mqd_cli.model import (
     Side,
     TradeUpdate,
 )
+from mqd_cli.symbols.spelling import canonical_symbol
 
 if TYPE_CHECKING:
     from mqd_cli.brokers.base import Broker
@@ -459,6 +460,15 @@ class Engine:
             {"stage": stage, "rule": rule, "reason": reason, "intent": intent},
         )
 
+    def _spelled(self, intent: OrderIntent) -> OrderIntent:
+        """The intent under the symbol's one spelling (``BTCUSD`` → ``BTC/USD``), so risk,
+        protections and the tracker key it as the broker's orders and positions are keyed."""
+        props = self.symbols.get(intent.symbol) if self.symbols is not None else None
+        if props is None:
+            return intent
+        symbol = canonical_symbol(props.symbol, props.asset_class)
+        return intent if symbol == intent.symbol else _with(intent, symbol=symbol)
+
     def _process(self, intent: OrderIntent, seen: Decimal | None = None) -> None:
         """Run one intent through the safety systems and send it. ``seen`` is the position
         the strategy saw when it asked (None: the position now)."""
@@ -468,6 +478,7 @@ class Engine:
         if not self.accepting:
             self._refuse("engine", "stopping", "shutting down: no new orders", intent)
             return
+        intent = self._spelled(intent)
         symbol = intent.symbol
         pos = self.tracker.position_qty(symbol)
         capped = self._cap_reduction(intent, pos if seen is None else seen, pos)

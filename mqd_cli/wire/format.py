@@ -24,6 +24,7 @@ from mqd_cli.model import (
     TradeUpdate,
     WireEnum,
 )
+from mqd_cli.symbols.spelling import position_symbol
 from mqd_cli.wire.parse import as_utc
 
 
@@ -161,7 +162,7 @@ def position_to_wire(p: PositionReport) -> dict[str, Any]:
         marginable = p.asset_class not in (AssetClass.CRYPTO, AssetClass.CRYPTO_PERP)
     return {
         "asset_id": p.asset_id,
-        "symbol": p.symbol,
+        "symbol": position_symbol(p.symbol, p.asset_class),  # BTCUSD, as Alpaca names it
         "exchange": p.exchange,
         "asset_class": _enum_text(p.asset_class, p.raw, "asset_class"),
         "asset_marginable": marginable,

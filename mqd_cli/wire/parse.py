@@ -34,6 +34,7 @@ from mqd_cli.model import (
     TradeUpdate,
     WireEnum,
 )
+from mqd_cli.symbols.spelling import canonical_symbol
 
 
 class PayloadError(ValueError):
@@ -281,12 +282,14 @@ def parse_position(data: Any) -> PositionReport:
     side = _enum(PositionSide, d.get("side"), p + "side", "short" if qty < 0 else "long")
     if side is PositionSide.SHORT and qty > 0:
         qty = -qty  # some payloads report short size unsigned; we keep it signed
+    asset_class = _asset_class(d.get("asset_class"), p + "asset_class")
     return PositionReport(
-        symbol=req_str(d, "symbol", p),
+        # Alpaca names a crypto position ``BTCUSD``; mqd keys it as its orders do, ``BTC/USD``.
+        symbol=canonical_symbol(req_str(d, "symbol", p), asset_class),
         qty=qty,
         avg_entry_price=req_dec(d.get("avg_entry_price"), p + "avg_entry_price"),
         side=side,
-        asset_class=_asset_class(d.get("asset_class"), p + "asset_class"),
+        asset_class=asset_class,
         asset_id=opt_str(d.get("asset_id"), p + "asset_id"),
         exchange=_text(d.get("exchange"), p + "exchange"),
         qty_available=dec(d.get("qty_available"), p + "qty_available"),

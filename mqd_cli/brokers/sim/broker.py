@@ -61,6 +61,7 @@ from mqd_cli.model import (
     TradeEvent,
     TradeUpdate,
 )
+from mqd_cli.symbols.spelling import crypto_pair
 
 if TYPE_CHECKING:
     from mqd_cli.brokers.sim.prices import PriceSource
@@ -591,8 +592,9 @@ class SimBroker:
     def _find_asset(self, symbol_or_id: str) -> AssetInfo | None:
         key = symbol_or_id.strip().upper()
         found = self._assets.get(key) or self._assets_by_id.get(symbol_or_id.strip().lower())
-        if found is None and "/" not in key and key.endswith("USD") and len(key) > 3:
-            found = self._assets.get(f"{key[:-3]}/USD")  # BTCUSD, as positions name it
+        if found is None and "/" not in key:
+            pair = crypto_pair(key)  # BTCUSD, as positions name it
+            found = self._assets.get(pair) if pair else None
         return found
 
     def _asset_or_404(self, symbol: str) -> AssetInfo:
