@@ -197,9 +197,9 @@ class Services:
         return self.stream_for(self.tracker, self.clock)
 
     def stream_for(self, tracker: Any, clock: Clock) -> UserStreamTracker:
-        """The user stream feeding ``tracker`` (the tracker, or a tap in front of it); with
-        ``tracker`` None a viewer (``mqd stream tail --direct``) that journals nothing, owns no
-        orders and gap-fills nothing."""
+        """The user stream feeding ``tracker`` (the tracker, or a tap in front of it: the run
+        loop's, or the in-memory ledger of ``mqd stream tail --direct``), gap-filled over REST
+        after every reconnect; with ``tracker`` None a bare listener that gap-fills nothing."""
         from mqd_cli.errors import UsageError
 
         if self.is_sim:

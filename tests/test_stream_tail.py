@@ -14,6 +14,7 @@ import pytest
 
 from mqd_cli.brokers.alpaca import AlpacaBroker
 from mqd_cli.clock import RealTimeClock
+from mqd_cli.config.settings import SimSettings
 from mqd_cli.model import OrderIntent, OrderType, Side, TimeInForce
 from mqd_cli.orders.tracker import OrderTracker
 from mqd_cli.store import Store
@@ -167,7 +168,7 @@ def test_direct_tail_prints_json_lines_and_writes_nothing(emu_config, mqd, tmp_p
     assert all(d["filled_qty"] == d["order_qty"] == "1" for d in docs)
     assert all(d["source"] == "direct" and d["execution_id"] for d in docs)
     assert "source: direct connection to ws://" in result.stderr
-    assert "3 events (3 fills, 0 partial fills)" in result.stderr
+    assert "3 events (3 executions: 3 fills, 0 partial fills)" in result.stderr
     store = Store.open(tmp_path / "mqd.db")
     assert journal.last_event_id(store) == 0  # a viewer journals nothing
     store.close()
@@ -283,3 +284,86 @@ def test_direct_tail_hands_the_connection_to_a_holder_that_takes_the_lease(emu_c
     finally:
         for holder in holders:
             holder.__exit__()
+
+
+# -- the direct tail misses nothing and shows each execution once --------------------------------
+
+
+def test_direct_tail_recovers_fills_that_only_rest_can_fill_after_a_drop(emu_config, mqd):
+    # every connection closes after one event: the rest of each burst (the fills) is lost
+    # on the stream, and only the gap fill over REST after the reconnect can show it
+    srv, cfg = emu_config(stream_drop_every=1, sim=SimSettings(partial_fill_probability=0.0))
+    submit_when_connected(srv, [buy("2") for _ in range(3)])
+    result = mqd("stream", "tail", "-c", cfg, "--count", "3", "--events", "fill", "--json")
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["event"] for d in docs] == ["fill"] * 3
+    assert len({d["order_id"] for d in docs}) == 3  # each order's fill once
+    assert all(d["qty"] == d["filled_qty"] == "2" for d in docs)
+    gap = [d for d in docs if d["source"] == "gap_fill"]
+    assert gap, "the fills were lost on the stream; REST must have shown them"
+    assert all(d["execution_id"] is None and d["price"] for d in gap)
+    assert "recovered by gap fill" in result.stderr
+    assert "reconnect" in result.stderr
+
+
+def test_direct_tail_shows_a_duplicated_execution_once_and_counts_it_once(emu_config, mqd):
+    srv, cfg = emu_config(stream_duplicate_rate=1.0, sim=SimSettings(partial_fill_probability=0.0))
+    submit_when_connected(srv, [buy("1") for _ in range(3)])
+    result = mqd("stream", "tail", "-c", cfg, "--count", "3", "--events", "fill", "--json")
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(docs) == 3 and len({d["execution_id"] for d in docs}) == 3
+    assert "3 events (3 executions: 3 fills, 0 partial fills" in result.stderr
+    assert "repeats skipped" in result.stderr
+
+
+def _fill_update(order, execution_id, qty, filled, at, event="partial_fill"):
+    from dataclasses import replace
+
+    from mqd_cli.model import OrderStatus, TradeEvent, TradeUpdate
+
+    status = OrderStatus.FILLED if event == "fill" else OrderStatus.PARTIALLY_FILLED
+    report = replace(order, filled_qty=Decimal(filled), status=status, updated_at=at)
+    return TradeUpdate(
+        event=TradeEvent(event),
+        event_raw=event,
+        timestamp=at,
+        order=report,
+        execution_id=execution_id,
+        qty=Decimal(qty),
+        price=Decimal("180"),
+    )
+
+
+def test_the_direct_ledger_counts_an_execution_once_whatever_repeats_it():
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from mqd_cli.clock import BacktestClock
+    from mqd_cli.model import OrderStatus
+    from mqd_cli.stream.tail import DirectLedger
+    from tests.support import make_sim
+
+    sim = make_sim()
+    order = sim.submit(qty="3", type="limit", limit_price="1")  # rests: we script its fills
+    shown: list[TailEvent] = []
+    ledger = DirectLedger(BacktestClock(sim.clock.now()), shown.append)
+    t = sim.clock.now()
+    first = _fill_update(order, "x-1", "1", "1", t)
+    ledger.apply(first)
+    # the same execution again, stamped later (a resend): not shown, not counted
+    ledger.apply(replace(first, timestamp=t + timedelta(seconds=1)))
+    # a drop: the gap fill finds the order at 2 of 3 (one execution missed)
+    missed = replace(order, filled_qty=Decimal(2), status=OrderStatus.PARTIALLY_FILLED)
+    ledger.apply_order_report(
+        replace(missed, updated_at=t + timedelta(seconds=2)), source="gap_fill"
+    )
+    # then the stream delivers that missed execution late: the gap fill counted it already
+    ledger.apply(_fill_update(order, "x-2", "1", "2", t + timedelta(seconds=2)))
+    ledger.apply(_fill_update(order, "x-3", "1", "3", t + timedelta(seconds=3), event="fill"))
+    assert [(e.qty, e.source) for e in shown] == [
+        (Decimal(1), "direct"),
+        (Decimal(1), "gap_fill"),
+        (Decimal(1), "direct"),
+    ]
+    assert ledger.executions == 3 == sum(e.qty for e in shown)
+    assert ledger.gap_filled == 1 and ledger.skipped == 2

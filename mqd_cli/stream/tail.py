@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mqd_cli.errors import BrokerError, UsageError
-from mqd_cli.model import TradeEvent, TradeUpdate
+from mqd_cli.model import OrderReport, OrderStatus, TradeEvent, TradeUpdate
 
 if TYPE_CHECKING:
     from mqd_cli.store import Store
@@ -35,6 +35,7 @@ EVENT_NAMES = frozenset(e.value for e in TradeEvent if e is not TradeEvent.UNKNO
 )
 _LEASE_CHECK_EVERY = 1.0  # s between looks at the lease (hand-over both ways)
 _PAGE = 1000
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,108 @@ def event_from_update(update: TradeUpdate, source: str = "direct") -> TailEvent:
         execution_id=update.execution_id,
         source=source,
     )
+
+
+def event_from_fill(
+    fill: Any, report: OrderReport, event: str, source: str, filled: Decimal | None = None
+) -> TailEvent:
+    """One fill the ledger counted that no stream event showed: missed during a drop and
+    recovered over REST (``gap_fill``), or derived from a later execution (``synthetic``)."""
+    return TailEvent(
+        time=fill.timestamp,
+        event=event,
+        symbol=report.symbol,
+        side=report.side.value,
+        qty=fill.qty,
+        price=fill.price,
+        filled_qty=filled if filled is not None else report.filled_qty,
+        order_qty=report.qty,
+        order_id=report.id,
+        client_order_id=report.client_order_id,
+        status=report.raw_status,
+        execution_id=None if fill.synthetic else fill.fill_id,
+        source=source,
+    )
+
+
+class DirectLedger:
+    """What the direct tail has shown, kept as a run keeps it: an ``OrderTracker`` in memory.
+
+    The stream feeds it (``apply``) and, after every reconnect, gap-fills it over REST
+    (``apply_order_report``) like a run's tracker, so the tail shows what the tracker would
+    count: an execution repeated on the stream once (by execution id), a fill missed during a
+    drop from REST, and a stream execution already counted by the gap fill not again. Each
+    execution shown is counted once in ``executions``. It journals nothing (no store).
+    """
+
+    def __init__(self, clock: Any, show: Callable[[TailEvent], None]):
+        from mqd_cli.orders.tracker import OrderTracker
+
+        self.tracker = OrderTracker(None, clock, strategy="tail")
+        self.show = show
+        self.executions = 0  # fills shown: one per execution (a gap fill may stand for several)
+        self.gap_filled = 0  # of those, recovered over REST after a drop
+        self.skipped = 0  # events already shown (repeats, or executions the gap fill counted)
+
+    def __getattr__(self, name: str) -> Any:  # order(), open_orders(), last_event_time() ...
+        return getattr(self.tracker, name)
+
+    def apply(self, update: TradeUpdate, *, source: str = "stream") -> Any:
+        result = self.tracker.apply(update, source=source)
+        if result.duplicate:
+            self.skipped += 1
+            return result
+        real = [f for f in result.new_fills if not f.synthetic]
+        earlier = [f for f in result.new_fills if f.synthetic]
+        if earlier and not result.adopted:
+            # executions missed before this one (a drop the gap fill has not reached yet)
+            cum = (update.order.filled_qty or ZERO) - sum((f.qty for f in real), ZERO)
+            for f in earlier:
+                self._count(event_from_fill(f, update.order, "partial_fill", "synthetic", cum))
+        if update.execution_id is not None or update.qty is not None:
+            if real:
+                self._count(event_from_update(update))
+            elif not earlier:
+                self.skipped += 1  # counted already by a gap fill
+        elif result.changed:
+            self.show(event_from_update(update))
+        else:
+            self.skipped += 1
+        return result
+
+    def apply_order_report(self, report: OrderReport, *, source: str = "rest") -> Any:
+        result = self.tracker.apply_order_report(report, source=source)
+        fills = list(result.new_fills)
+        cum = (report.filled_qty or ZERO) - sum((f.qty for f in fills), ZERO)
+        for i, f in enumerate(fills):
+            cum += f.qty
+            last = i == len(fills) - 1
+            event = "fill" if last and report.status is OrderStatus.FILLED else "partial_fill"
+            self.gap_filled += 1
+            self._count(event_from_fill(f, report, event, source, cum))
+        if not fills and result.changed:
+            self.show(
+                TailEvent(
+                    time=report.updated_at or report.created_at,
+                    event=report.raw_status,
+                    symbol=report.symbol,
+                    side=report.side.value,
+                    qty=None,
+                    price=report.filled_avg_price,
+                    filled_qty=report.filled_qty,
+                    order_qty=report.qty,
+                    order_id=report.id,
+                    client_order_id=report.client_order_id,
+                    status=report.raw_status,
+                    execution_id=None,
+                    source=source,
+                )
+            )
+        return result
+
+    def _count(self, ev: TailEvent) -> None:
+        self.executions += 1
+        self.show(ev)
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -250,6 +353,8 @@ class StreamTail:
         self._after = 0
         self._stop: asyncio.Event | None = None
         self._stream: Any = None
+        self.ledger: DirectLedger | None = None  # the direct connection's (kept across drops)
+        self._stream_repeats = 0  # exact repeats the stream client dropped before the ledger
 
     # -- control -------------------------------------------------------------------------------
 
@@ -268,14 +373,23 @@ class StreamTail:
     def summary(self) -> str:
         seconds = self.clock.monotonic() - self.started
         source = " then ".join(self.sources) or "none"
+        counts = f"{self.fills} fills, {self.partials} partial fills"
+        if self.ledger is not None:  # direct: each execution once, the gap fill's included
+            counts = f"{self.fills + self.partials} executions: {counts}"
+            skipped = self.ledger.skipped + self._stream_repeats
+            if self.ledger.gap_filled:
+                counts += f"; {self.ledger.gap_filled} recovered by gap fill"
+            if skipped:
+                counts += f"; {skipped} repeat{'s' if skipped != 1 else ''} skipped"
         parts = [
             f"{self.shown} event{'s' if self.shown != 1 else ''}",
-            f"({self.fills} fills, {self.partials} partial fills)",
+            f"({counts})",
             f"in {seconds:.1f}s from {source}",
         ]
+        text = "tail: " + " ".join(parts)
         if self.reconnects:
-            parts.append(f"; {self.reconnects} reconnect{'s' if self.reconnects != 1 else ''}")
-        return "tail: " + " ".join(parts)
+            text += f"; {self.reconnects} reconnect{'s' if self.reconnects != 1 else ''}"
+        return text
 
     def _show(self, ev: TailEvent) -> None:
         if self.done or not self.filt.matches(ev):
@@ -388,33 +502,36 @@ class StreamTail:
 
     async def _follow_direct(self) -> str:
         url = self._url()
-        stream = self.services.stream_for(None, self.clock)  # a viewer: journals nothing
-        queue: asyncio.Queue[TradeUpdate] = asyncio.Queue()
-        stream.subscribe(queue.put_nowait)
+        if self.ledger is None:
+            self.ledger = DirectLedger(self.clock, self._show)
+        # The ledger stands where a run's tracker stands: it gets every event and the REST gap
+        # fill after each reconnect, and shows what it counts (it journals nothing).
+        stream = self.services.stream_for(self.ledger, self.clock)
         self._stream = stream
         if self.sources[-1:] != ["direct"]:
             self._announce("direct", f"direct connection to {url}")
         task = asyncio.create_task(stream.run())
         connected, failed, next_check = False, 0, self.clock.monotonic() + _LEASE_CHECK_EVERY
+        connects = 0  # connections seen so far: each one after the first is a reconnect
         try:
             while not self.done:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(self.poll, 0.5)):
-                        self._show(event_from_update(await queue.get()))
-                while not queue.empty() and not self.done:
-                    self._show(event_from_update(queue.get_nowait()))
+                await self._sleep(min(self.poll, 0.5))
                 if task.done():
                     task.result()
                     return "done"
                 h = stream.health
-                if h.connected != connected:
-                    connected = h.connected
-                    if connected and h.connects > 1:
-                        self.reconnects += 1
-                        self.status("reconnected")
-                    elif connected:
+                if h.connects > connects:
+                    if not connects:
                         self.status("connected, listening to trade_updates")
-                    else:
+                    again = h.connects - max(connects, 1)
+                    if again:
+                        self.reconnects += again
+                        times = "" if again == 1 else f" {again} times"
+                        self.status(f"reconnected{times}; missed events gap-filled over REST")
+                    connects, connected = h.connects, h.connected
+                elif h.connected != connected:
+                    connected = h.connected
+                    if not connected:
                         self.status(f"disconnected ({h.last_error}); reconnecting")
                 if h.failed_attempts != failed:
                     failed = h.failed_attempts
@@ -436,6 +553,9 @@ class StreamTail:
                     return "journal"
             return "done"
         finally:
+            self._stream_repeats += stream.health.duplicates
+            if stream.health.connects > max(connects, 1):  # between the last look and the end
+                self.reconnects += stream.health.connects - max(connects, 1)
             stream.stop()
             self._stream = None
             with contextlib.suppress(BaseException):
