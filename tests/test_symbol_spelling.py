@@ -154,3 +154,27 @@ def test_an_intent_spelled_btcusd_is_sent_tracked_and_counted_as_btc_usd():
     assert order.client_order_id.endswith("-scripted-BTCUSD-1")
     assert engine.ctx.position("BTC/USD") == D("0.01")
     assert broker.get_position("BTCUSD").qty == D("0.01")
+
+
+def test_alpaca_py_sees_the_crypto_position_named_as_alpaca_names_it(emulator):
+    """The unmodified alpaca-py client: order BTC/USD, position BTCUSD, close by BTCUSD."""
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.enums import AssetClass as PyAssetClass
+    from alpaca.trading.enums import OrderSide
+    from alpaca.trading.enums import TimeInForce as PyTimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+
+    srv = emulator()
+    client = TradingClient(srv.key_id, srv.secret_key, paper=True, url_override=srv.base_url)
+    order = client.submit_order(
+        MarketOrderRequest(
+            symbol="BTC/USD", qty=0.01, side=OrderSide.BUY, time_in_force=PyTimeInForce.GTC
+        )
+    )
+    assert order.symbol == "BTC/USD"
+    srv.advance(120)
+    [position] = client.get_all_positions()
+    assert position.symbol == "BTCUSD" and position.asset_class is PyAssetClass.CRYPTO
+    assert client.get_open_position("BTCUSD").qty == "0.01"
+    closing = client.close_position("BTCUSD")
+    assert closing.symbol == "BTC/USD" and closing.side is OrderSide.SELL
