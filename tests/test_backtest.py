@@ -133,6 +133,25 @@ def test_a_csv_backtest_fills_at_the_files_prices(mqd, tmp_path):
         assert Decimal(t["entry_price"]) in prices
 
 
+def test_a_symbol_missing_from_the_csv_is_refused_at_once_naming_what_the_file_has(mqd, tmp_path):
+    # before: the span fell back to a synthetic walk from 1970 to 9999 and ran out of memory
+    data = tmp_path / "bars.csv"
+    write_csv(data, trending_rows("TEST"))
+    r = mqd("backtest", "--data", data, "--symbols", "MSFT", expect=2)
+    assert "MSFT not in" in r.stderr and "it has TEST" in r.stderr and "hint:" in r.stderr
+    # a file without a symbol column holds the symbol of its name
+    plain = tmp_path / "aapl.csv"
+    plain.write_text("timestamp,open,high,low,close,volume\n2026-01-05T14:30:00Z,1,2,0.5,1.5,10\n")
+    r = mqd("backtest", "--data", plain, "--symbols", "MSFT,AAPL", expect=2)
+    assert "MSFT not in" in r.stderr and "it has AAPL" in r.stderr
+
+
+def test_a_range_of_more_bars_than_a_backtest_runs_is_refused_before_any_bar(mqd):
+    r = mqd("backtest", "--synthetic", "--from", "1970-01-01", "--to", "9999-01-01", expect=2)
+    assert "bars of 2 symbol(s) at 1m: more than 100,000,000" in r.stderr
+    assert "shorten the range" in r.stderr
+
+
 def test_a_malformed_csv_is_a_usage_error_naming_the_line(mqd, tmp_path):
     data = tmp_path / "bad.csv"
     data.write_text("timestamp,open,high,low,close,volume\n2026-01-05T14:30:00Z,1,2,0.5,x,10\n")

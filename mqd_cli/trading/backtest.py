@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mqd_cli.durations import format_duration
 from mqd_cli.errors import UsageError
 from mqd_cli.model import Bar
 from mqd_cli.trading.engine import Engine, EngineEvent
@@ -159,6 +160,12 @@ def _fmt_seconds(seconds: float) -> str:
     return format_remaining(seconds)
 
 
+# The most bars one backtest runs (range / timeframe x symbols): a typo in a date must not
+# start a walk from 1970 that fills the memory. 100 million one-minute bars is 190 years of
+# one symbol, or 50 symbols over four years.
+MAX_BARS = 100_000_000
+
+
 def merged(streams: Sequence[Iterable[Bar]]) -> Iterator[Bar]:
     """One stream in (time, symbol) order."""
     if len(streams) == 1:
@@ -180,9 +187,12 @@ def sim_bars(
 def csv_span(broker: SimBroker, symbols: Sequence[str]) -> tuple[datetime, datetime] | None:
     """First bar start and last bar end of the CSV the broker replays."""
     prices = broker.prices
+    in_file = set(getattr(prices, "symbols", ()))
     firsts: list[datetime] = []
     lasts: list[datetime] = []
     for s in symbols:
+        if s.upper() not in in_file:
+            continue  # not in the CSV: its bars would be a synthetic walk without end
         series = prices.bars(s, datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
         if series:
             firsts.append(series[0].timestamp)
@@ -254,9 +264,24 @@ def run_backtest(
     symbols = tuple(s.upper() for s in (symbols or settings.strategy.symbols))
     if not symbols:
         raise UsageError("no symbols to backtest", "set [strategy] symbols or pass --symbols")
-    settings = services.settings
     clock = services.clock
     broker = services.sim_broker
+    if data is not None:
+        in_file = set(getattr(broker.prices, "symbols", ()))
+        missing = [s for s in symbols if s not in in_file]
+        if missing:
+            raise UsageError(
+                f"{', '.join(missing)} not in {data} (it has {', '.join(sorted(in_file))})",
+                "backtest the symbols the file has (--symbols), or add bars of the others to it;"
+                " a file without a symbol column holds the symbol of its name (aapl.csv: AAPL)",
+            )
+    span_bars = (end - start) / timeframe * len(symbols)
+    if span_bars > MAX_BARS:
+        raise UsageError(
+            f"{start.isoformat()} .. {end.isoformat()} is {span_bars:,.0f} bars of"
+            f" {len(symbols)} symbol(s) at {format_duration(timeframe)}: more than {MAX_BARS:,}",
+            "shorten the range (--from/--to), or use fewer symbols or a longer timeframe",
+        )
     for s in symbols:
         try:
             broker.get_asset(s)
