@@ -78,6 +78,12 @@ def _guard(fn):
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: one line, the traceback only with --verbose
+            from mqd_cli.errors import storage_error
+
+            state = storage_error(exc)
+            if state is not None:  # a full disk or read-only store: exit 4, not a bug
+                _report(state, verbose)
+                raise typer.Exit(int(state.exit_code)) from None
             hint = "" if verbose else "run again with --verbose for the traceback"
             _report(MqdError(f"internal error: {type(exc).__name__}: {exc}", hint), verbose)
             raise typer.Exit(int(ExitCode.INTERNAL)) from None

@@ -58,6 +58,45 @@ class StateError(MqdError):
     exit_code = ExitCode.STATE
 
 
+# What the database or the OS says when the local state cannot be written: not a bug (exit 70)
+# and never "found something" (exit 1), but a state error (exit 4) an operator can fix.
+_STORAGE_TEXTS = (
+    ("disk is full", "the disk is full", "free space on the disk that holds it"),
+    (
+        "readonly database",
+        "the store is read-only",
+        "make the store file and its directory writable",
+    ),
+    ("read-only file system", "the file system is read-only", "use a writable location"),
+    ("unable to open database", "the store cannot be opened", "check the path and permissions"),
+    ("disk i/o error", "a disk I/O error occurred", "check the disk"),
+)
+_STORAGE_ERRNOS = {
+    28: "no space left on the device",
+    30: "the file system is read-only",
+    13: "permission denied",
+    122: "the disk quota is exceeded",
+}
+
+
+def storage_error(exc: BaseException) -> StateError | None:
+    """The ``StateError`` (exit 4) a full disk, a read-only store or an unwritable path raised
+    as ``exc`` means, or None when ``exc`` is something else."""
+    if type(exc).__module__ in ("sqlite3", "_sqlite3"):
+        text = str(exc).lower()
+        for needle, what, fix in _STORAGE_TEXTS:
+            if needle in text:
+                return StateError(f"the store could not be written: {what} ({exc})", fix)
+        return None
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return StateError(
+            f"could not write{where}: {_STORAGE_ERRNOS[exc.errno]}",
+            "free space, or choose a writable path",
+        )
+    return None
+
+
 class BrokerError(MqdError):
     """Broker, network or authentication failure (exit 3)."""
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
-from mqd_cli.errors import ExitCode, StateError, UsageError
+from mqd_cli.errors import ExitCode, StateError, UsageError, storage_error
 
 _COLUMNS = ("kind", "subject", "symbol", "local", "broker", "action", "detail")
 
@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         try:
             code = _reconcile(config, json_out, verbose, options, quiet=quiet)
         except sqlite3.Error as exc:  # (a bug elsewhere exits 70 at the error boundary)
-            raise StateError(
+            raise storage_error(exc) or StateError(
                 f"the store could not be read or written: {exc}",
                 "run again; if it persists, check [store] path and the disk",
             ) from exc

@@ -98,11 +98,13 @@ class Store:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
                 cur.execute("COMMIT")
+            except BaseException:
+                # SQLite has rolled back already on some errors (a full disk): then a ROLLBACK
+                # would raise "no transaction is active" and hide the error that matters.
+                if self.conn.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
             finally:
                 cur.close()
 
