@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +221,27 @@ def test_plot_writes_a_png_or_explains_the_missing_extra(mqd, tmp_path):
         return
     mqd("backtest", "--to", "2026-01-02T18:30:00Z", "--plot", out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_backtest_with_a_partial_report_and_exit_130(tmp_path, sig):
+    (tmp_path / "mqd.toml").write_text(f'[store]\npath = "{tmp_path / "mqd.db"}"\n')
+    env = {**os.environ, "MQD_CONFIG": str(tmp_path / "mqd.toml")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqd_cli", "backtest", "--synthetic", "--json"]
+        + ["--symbols", "AAPL", "--from", "2026-01-05", "--to", "2027-12-31"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # into the bars (a two-year run takes far longer)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    stopped = datetime.fromisoformat(doc["interrupted_at"])
+    assert doc["end"] == doc["interrupted_at"] and stopped < datetime(2027, 12, 31, tzinfo=UTC)
+    assert doc["bars"] > 0
+    assert "interrupted at" in err and "covers the bars up to then" in err

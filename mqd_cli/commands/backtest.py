@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +14,7 @@ import typer
 
 from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
 from mqd_cli.commands.run import quiet_logs
-from mqd_cli.errors import UsageError
+from mqd_cli.errors import ExitCode, UsageError
 
 
 def parse_when(text: str, option: str) -> datetime:
@@ -102,7 +106,10 @@ def register(app: typer.Typer) -> None:
         rate, PnL, max drawdown of equity, exposure, protection triggers and lock time, and
         every refused order by stage. Same data and seed, same result.
 
-        Exit codes: 0 done, 2 bad options, config or data file.
+        A symbol missing from --data is refused at once. Ctrl-C or SIGTERM stops after the
+        current bar with a partial report (exit 130).
+
+        Exit codes: 0 done, 2 bad options, config or data file, 130 interrupted.
 
         Example: mqd backtest --synthetic --from 2026-01-05 --to 2026-01-10 --plot equity.png
         """
@@ -149,14 +156,16 @@ def register(app: typer.Typer) -> None:
             base_dir = loaded.path.parent if loaded is not None and loaded.path else None
             progress = _progress(c.out)
             try:
-                result = Services(settings, loaded=loaded).backtest(
-                    start=begin,
-                    end=finish,
-                    symbols=chosen,
-                    data=data,
-                    base_dir=base_dir,
-                    progress=progress.update if progress else None,
-                )
+                with _stop_on_signals() as stop:
+                    result = Services(settings, loaded=loaded).backtest(
+                        start=begin,
+                        end=finish,
+                        symbols=chosen,
+                        data=data,
+                        base_dir=base_dir,
+                        progress=progress.update if progress else None,
+                        stop=stop.is_set,
+                    )
             finally:
                 if progress:
                     progress.close()
@@ -173,6 +182,12 @@ def register(app: typer.Typer) -> None:
                 render(c.out, result, trades)
                 if plot is not None:
                     c.out.line(f"chart written to {plot}")
+            if result.interrupted_at is not None:
+                c.out.info(
+                    f"interrupted at {result.interrupted_at:%Y-%m-%d %H:%M} UTC: the report"
+                    " covers the bars up to then"
+                )
+                raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
 class _Bar:
@@ -200,6 +215,28 @@ class _Bar:
         self.progress.stop()
 
 
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C and SIGTERM ask the backtest to stop after the bar it is at (a partial report
+    follows, then exit 130); a second one stops at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach the main thread only: nothing to install
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _progress(out):
     if not out.stderr.isatty():
         return None
@@ -220,6 +257,11 @@ def render(out, result, n_trades: int) -> None:
     positions = ", ".join(f"{s} {_num(q)}" for s, q in d["open_positions"].items()) or "flat"
     rows = [
         ("strategy", f"{d['strategy']} on {', '.join(d['symbols'])}"),
+        *(
+            [("interrupted", f"at {d['interrupted_at']:%Y-%m-%d %H:%M} UTC (partial report)")]
+            if d["interrupted_at"] is not None
+            else []
+        ),
         (
             "period",
             f"{d['start']:%Y-%m-%d %H:%M} .. {d['end']:%Y-%m-%d %H:%M} UTC"

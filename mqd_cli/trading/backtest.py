@@ -78,6 +78,7 @@ class BacktestResult:
     open_positions: dict[str, Decimal] = field(default_factory=dict)
     signals: int | None = None
     seconds: float = 0.0
+    interrupted_at: datetime | None = None  # stopped by Ctrl-C or SIGTERM: ``end`` is this
 
     @property
     def net_pnl(self) -> Decimal:
@@ -133,6 +134,7 @@ class BacktestResult:
             "open_positions": self.open_positions,
             "orders": {k: self.stats[k] for k in ("intents", "submitted", "fills")},
             "seconds": round(self.seconds, 3),
+            "interrupted_at": self.interrupted_at,
         }
         if self.signals is not None:
             doc["signals"] = self.signals
@@ -164,6 +166,7 @@ def _fmt_seconds(seconds: float) -> str:
 # start a walk from 1970 that fills the memory. 100 million one-minute bars is 190 years of
 # one symbol, or 50 symbols over four years.
 MAX_BARS = 100_000_000
+_STOP_EVERY = 64  # bars between two looks at the stop request (Ctrl-C, SIGTERM)
 
 
 def merged(streams: Sequence[Iterable[Bar]]) -> Iterator[Bar]:
@@ -241,11 +244,14 @@ def run_backtest(
     progress: Callable[[int, int], None] | None = None,
     listener: Callable[[EngineEvent], None] | None = None,
     curve_points: int = 2000,
+    stop: Callable[[], bool] | None = None,
 ) -> BacktestResult:
     """Run ``[strategy]`` over [start, end) on the simulated exchange; see the module doc.
 
     ``bars`` overrides the bar stream (they must come from the same price source the
     simulated exchange fills on, e.g. ``sim_bars`` of an identical broker: benchmarks).
+    ``stop`` is asked between bars: once it answers True the run ends after the bar it is at,
+    and the result covers [start, that bar's end) with ``interrupted_at`` set.
     """
     from dataclasses import replace
 
@@ -320,8 +326,10 @@ def run_backtest(
         if bars is None:
             bars = merged([sim_bars(broker, s, start, end, timeframe) for s in symbols])
         expected = max(1, int((end - start) / timeframe) * len(symbols))
-        result = _drive(engine, clock, bars, timeframe, expected, progress, curve_points)
-        n_bars, curve, max_dd, max_dd_amount, exposed, seconds = result
+        result = _drive(engine, clock, bars, timeframe, expected, progress, curve_points, stop)
+        n_bars, curve, max_dd, max_dd_amount, exposed, seconds, stopped_at = result
+        if stopped_at is not None:
+            end = stopped_at
         engine.stop()
         final_equity = broker.get_account().equity
         trades = list(engine_trades(store))
@@ -352,6 +360,7 @@ def run_backtest(
         open_positions=engine.positions(),
         signals=len(signals) if isinstance(signals, list) else None,
         seconds=seconds,
+        interrupted_at=stopped_at,
     )
 
 
@@ -389,10 +398,12 @@ def _drive(
     expected: int,
     progress: Callable[[int, int], None] | None,
     curve_points: int,
-) -> tuple[int, list[EquityPoint], Decimal, Decimal, int, float]:
+    stop: Callable[[], bool] | None = None,
+) -> tuple[int, list[EquityPoint], Decimal, Decimal, int, float, datetime | None]:
     """The hot loop: move the clock to each bar's end, hand the bar to the engine, follow
     equity (peak, drawdown) and exposure. Returns (bars, curve, max dd, max dd amount,
-    bars with a position, seconds)."""
+    bars with a position, seconds, the time it was stopped at or None). ``stop`` is asked
+    every ``_STOP_EVERY`` bars, always after a whole bar."""
     from mqd_cli.clock import RealTimeClock
 
     stopwatch = RealTimeClock()  # the run's duration for the report, never a market time
@@ -406,6 +417,7 @@ def _drive(
     exposed = 0
     n = 0
     now = clock.now()
+    stopped_at: datetime | None = None
     t0 = stopwatch.monotonic()
     # Everything built so far (bars handed in, caches, the store) lives for the whole run:
     # keep it out of the cyclic collector, whose full passes would otherwise rescan it again
@@ -435,6 +447,9 @@ def _drive(
                 curve.append(EquityPoint(now, equity, _ratio(peak - equity, peak)))
             if progress is not None and n % report_every == 0:
                 progress(n, expected)
+            if stop is not None and not n % _STOP_EVERY and stop():
+                stopped_at = now
+                break
     finally:
         gc.unfreeze()
     seconds = stopwatch.monotonic() - t0
@@ -443,7 +458,7 @@ def _drive(
         progress(n, n)
     equity = engine.equity
     curve.append(EquityPoint(now, equity, _ratio(peak - equity, peak)))
-    return n, curve, max_dd, max_dd_amount, exposed, seconds
+    return n, curve, max_dd, max_dd_amount, exposed, seconds, stopped_at
 
 
 def _lock_seconds(locks: list[Lock], end: datetime) -> float:
