@@ -223,6 +223,16 @@ def test_plot_writes_a_png_or_explains_the_missing_extra(mqd, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("out.txt", "cannot write a txt file"), ("missing/dir/x.png", "no directory")],
+)
+def test_a_plot_target_that_cannot_be_written_is_refused_before_the_run(mqd, tmp_path, name, says):
+    r = mqd("backtest", "--synthetic", "--plot", tmp_path / name, "--json", expect=2)
+    assert says in r.stderr and "hint:" in r.stderr
+    assert r.stdout == ""  # refused before any bar: no report
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_backtest_with_a_partial_report_and_exit_130(tmp_path, sig):
     (tmp_path / "mqd.toml").write_text(f'[store]\npath = "{tmp_path / "mqd.db"}"\n')

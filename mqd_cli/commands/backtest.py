@@ -122,6 +122,10 @@ def register(app: typer.Typer) -> None:
         if data is not None and synthetic:
             raise UsageError("--data and --synthetic exclude each other", "pick one source")
         with quiet_logs(verbose), cli(config, json_out, verbose) as c:
+            if plot is not None:
+                from mqd_cli.trading.backtest import check_plot_target
+
+                check_plot_target(plot)  # before the run, not after it
             settings = c.settings
             if seed is not None:
                 settings = replace(settings, sim=replace(settings.sim, seed=seed))

@@ -479,6 +479,39 @@ def _lock_seconds(locks: list[Lock], end: datetime) -> float:
     return total
 
 
+# What matplotlib's Agg canvas writes (``FigureCanvasAgg.get_supported_filetypes()``).
+PLOT_FORMATS = (
+    "eps", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw", "rgba", "svg", "svgz", "tif", "tiff",
+    "webp",
+)  # fmt: skip
+
+
+def check_plot_target(path: str | Path) -> Path:
+    """Refuse a ``--plot`` target before the run rather than after it: a format matplotlib
+    cannot write, a directory that does not exist or cannot be written, or no matplotlib."""
+    import importlib.util
+    import os
+
+    target = Path(path).expanduser()
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise UsageError(
+            f"--plot {path}: cannot write a {suffix or 'suffix-less'} file",
+            "end the name with one of: " + ", ".join(f".{k}" for k in PLOT_FORMATS),
+        )
+    folder = target.parent
+    if not folder.is_dir():
+        raise UsageError(f"--plot {path}: no directory {folder}", "create it, or pick another")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--plot {path}: {folder} is not writable", "pick a writable directory")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(
+            "--plot needs matplotlib, which is not installed",
+            "pip install 'mqd[plot]' (or pip install matplotlib)",
+        )
+    return target
+
+
 def write_plot(result: BacktestResult, path: str | Path) -> Path:
     """Equity and drawdown chart as PNG (matplotlib, the optional 'plot' extra)."""
     try:
