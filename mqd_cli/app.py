@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -190,11 +190,54 @@ def _command_for(argv: list[str]):
     return typer.main.get_command(app)
 
 
+# Options every command takes: given before the command, the root refuses them.
+_COMMAND_OPTIONS = {"--config", "-c", "--json", "--verbose", "-v"}
+
+
+def _option_error(exc: Any) -> MqdError:
+    """A click usage error (unknown option, bad or out-of-range value, missing argument) in
+    mqd's voice: ``error:`` with the problem, ``hint:`` with what to do."""
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "mqd"
+    hint = f"see `{path} --help`"
+    option = getattr(exc, "option_name", None)
+    at_root = ctx is None or ctx.parent is None
+    if type(exc).__name__ == "NoSuchOption" and at_root and option in _COMMAND_OPTIONS:
+        hint = (
+            f"options go after the command: `mqd <command> {option} ...`"
+            " (for example `mqd doctor --config mqd.toml`)"
+        )
+    return MqdError(message, hint, exit_code=ExitCode.USAGE)
+
+
 def main() -> None:
-    """The console script: ``app``, built and parsed only as far as the command line needs."""
+    """The console script: ``app``, built and parsed only as far as the command line needs.
+
+    Click's own usage errors (an unknown option, a value out of range) are reported in mqd's
+    ``error:``/``hint:`` form with exit 2, like every other usage error.
+    """
+    from typer.exceptions import TyperException
+
     command = _command_for(sys.argv[1:])
     _defer_unset_coercion(command)
-    command(prog_name="mqd")
+    try:
+        code = command.main(prog_name="mqd", standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except TyperException as exc:  # click's errors: usage (exit 2) and the others
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `mqd`, `mqd config`: the help
+            sys.stderr.write(exc.format_message() + "\n")
+            sys.exit(int(ExitCode.USAGE))
+        usage = int(getattr(exc, "exit_code", 1)) == int(ExitCode.USAGE)
+        if usage and hasattr(exc, "format_message"):
+            error = _option_error(exc)
+        else:
+            error = MqdError(str(exc), exit_code=ExitCode(getattr(exc, "exit_code", 1)))
+        _report(error, verbose=False)
+        sys.exit(int(error.exit_code))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def walk_commands():

@@ -109,6 +109,47 @@ def test_unknown_command_and_unknown_option_exit_2(mqd):
     assert "No such option" in mqd("config", "show", "--frob", expect=2).stderr
 
 
+def _console(*args: str) -> subprocess.CompletedProcess:
+    """``mqd`` as the console script runs it (``mqd_cli.app.main``), in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "mqd_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "MQD_CONFIG": ""},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "hint"),
+    [
+        (["run", "--bogus"], "error: No such option: --bogus", "hint: see `mqd run --help`"),
+        (
+            ["sim", "serve", "--port", "99999"],
+            "error: Invalid value for '--port'",
+            "hint: see `mqd sim serve --help`",
+        ),
+        (
+            ["--config", "x.toml", "doctor"],
+            "error: No such option: --config",
+            "go after the command",
+        ),
+        (["frobnicate"], "error: No such command 'frobnicate'", "hint: see `mqd --help`"),
+    ],
+)
+def test_option_errors_speak_with_error_and_hint_and_exit_2(args, error, hint):
+    r = _console(*args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(error) and hint in r.stderr
+    assert "Usage:" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_no_command_prints_the_help_and_exits_2():
+    r = _console()
+    assert r.returncode == 2 and r.stderr.startswith("Usage: mqd")
+
+
 def _boundary_app(exc: BaseException) -> typer.Typer:
     app = typer.Typer()
 
