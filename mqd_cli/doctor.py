@@ -184,23 +184,64 @@ def check_broker(services: Services) -> Check:
 
 @requires("broker")
 def check_clock_skew(services: Services) -> Check:
-    """The broker's clock against ours (order times, day boundaries and stale-data checks)."""
+    """The clock the session runs on against the broker's (order times, day boundaries and
+    stale-data checks).
+
+    A session against Alpaca runs on the broker's time (``BrokerTimeClock``, synced from
+    ``GET /v2/clock``), so that is the clock measured: synced once, then read against a second
+    answer. The local clock's own offset is reported too; against a loopback emulator (a
+    rehearsal that starts in another month on purpose) it is information, against a remote
+    broker a local clock far off is a broken clock worth fixing (logs, cron, TLS)."""
     if services.settings.broker != "alpaca":
         return Check("clock_skew", "ok", f"{services.settings.broker}: {_SIM_NOTE}")
+    from mqd_cli.clock import BrokerTimeClock
+
     broker = _alpaca(services)
-    before = services.clock.now()
+    session = BrokerTimeClock(services.clock)
+    session.sync(broker)
+    offset = session.offset.total_seconds()  # broker time less local time
+    start = session.now()
     clock = broker.get_clock()
-    after = services.clock.now()
-    local = before + (after - before) / 2
-    skew = (clock.timestamp - local).total_seconds()
+    end = session.now()
+    residual = (clock.timestamp - (start + (end - start) / 2)).total_seconds()
     market = "open" if clock.is_open else f"closed, opens {clock.next_open:%Y-%m-%d %H:%M} UTC"
-    detail = f"broker clock {skew:+.2f}s from local (market {market})"
+    return judge_skew(residual, offset, rehearsal=_loopback(broker.base_url), market=market)
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def judge_skew(residual: float, offset: float, *, rehearsal: bool, market: str) -> Check:
+    """The clock_skew verdict: the session clock's ``residual`` against the broker decides;
+    a local ``offset`` beyond the limits fails too unless the broker is a loopback emulator."""
+    detail = (
+        f"session clock {residual:+.2f}s from the broker's (it follows the broker's time);"
+        f" local clock {_span(offset)} {'behind' if offset > 0 else 'ahead of'} the broker"
+        f" (market {market})"
+    )
+    if rehearsal and abs(offset) > CLOCK_SKEW_WARN:
+        detail += "; a loopback emulator: a rehearsal's own time, not a clock fault"
+    worst = abs(residual) if rehearsal else max(abs(residual), abs(offset))
     hint = "sync the system clock with NTP (timedatectl set-ntp true, or chronyc makestep)"
-    if abs(skew) > CLOCK_SKEW_FAIL:
+    if worst > CLOCK_SKEW_FAIL:
         return Check("clock_skew", "fail", detail, hint)
-    if abs(skew) > CLOCK_SKEW_WARN:
+    if worst > CLOCK_SKEW_WARN:
         return Check("clock_skew", "warn", detail, hint)
     return Check("clock_skew", "ok", detail)
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.2f}s"
+    days, rest = divmod(round(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    parts = [f"{days}d"] if days else []
+    return " ".join([*parts, f"{hours}h{rest // 60:02d}m"])
 
 
 CHECKS += [check_broker, check_clock_skew]

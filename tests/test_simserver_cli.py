@@ -74,12 +74,26 @@ def test_serve_on_a_busy_port_is_a_usage_error(mqd):
 def test_doctor_checks_broker_reachability_and_clock_skew(emulator, mqd, config_file, monkeypatch):
     srv = emulator()  # starts in January 2026: far from the real clock
     monkeypatch.setenv("MQD_CONFIG", str(config_file(srv.config_toml())))
-    result = mqd("doctor", "--json", expect=1)
+    result = mqd("doctor", "--json")
     checks = {c["name"]: c for c in result.json["checks"]}
     assert checks["broker"]["status"] == "ok"
     assert srv.base_url in checks["broker"]["detail"] and " ms" in checks["broker"]["detail"]
-    assert checks["clock_skew"]["status"] == "fail"  # the fixture starts in January 2026
-    assert "NTP" in checks["clock_skew"]["hint"]
+    # the fixture starts in January 2026: a rehearsal's own time; the session follows it
+    skew = checks["clock_skew"]
+    assert skew["status"] == "ok", skew
+    assert "session clock" in skew["detail"] and "a rehearsal's own time" in skew["detail"]
+
+
+def test_clock_skew_judges_the_session_clock_and_a_remote_brokers_local_offset():
+    from mqd_cli.doctor import judge_skew
+
+    far = 8 * 30 * 86400.0  # eight months
+    assert judge_skew(0.01, far, rehearsal=True, market="open").status == "ok"
+    remote = judge_skew(0.01, far, rehearsal=False, market="open")
+    assert remote.status == "fail" and "NTP" in remote.hint and "240d 0h00m" in remote.detail
+    assert judge_skew(5.0, 0.0, rehearsal=True, market="open").status == "warn"
+    assert judge_skew(45.0, 0.0, rehearsal=True, market="open").status == "fail"
+    assert judge_skew(0.3, -0.5, rehearsal=False, market="open").status == "ok"
 
 
 def test_doctor_clock_skew_ok_against_a_real_time_emulator(emulator, mqd, config_file, monkeypatch):
