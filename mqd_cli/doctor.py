@@ -52,6 +52,12 @@ def check_config(services: Services) -> Check:
             "no file; built-in defaults (broker = sim)",
             "create one with `mqd config init`",
         )
+    from mqd_cli.strategies.loader import load_strategy
+
+    try:  # exactly as `mqd run` loads it
+        load_strategy(services.settings.strategy, base_dir=loaded.path.parent)
+    except ConfigError as exc:
+        return config_failure(exc)
     if loaded.warnings:
         return Check(
             "config",

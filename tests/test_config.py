@@ -454,3 +454,30 @@ def test_sources_distinguish_file_env_and_default():
     assert loaded.source_of("alpaca.key_id", s.alpaca.key_id) == "env"
     assert loaded.source_of("alpaca.secret_key", s.alpaca.secret_key) == "file"
     assert loaded.source_of("risk.max_open_orders", s.risk.max_open_orders) == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[strategy]\nname = "sma_crosss"\n', "unknown strategy 'sma_crosss'"),
+        ('[strategy]\nname = "sma_cross"\n[strategy.params]\nfastt = 3\n', "unknown parameter"),
+        (
+            '[strategy]\nname = "sma_cross"\n[strategy.params]\nfast = 30\nslow = 10\n',
+            "must be less than strategy.params.slow",
+        ),
+    ],
+)
+def test_config_check_and_doctor_refuse_the_strategy_errors_run_refuses(
+    mqd, config_file, text, says
+):
+    cfg = config_file(text)
+    r = mqd("config", "check", "--config", cfg, expect=2)
+    assert says in r.stderr
+    doc = mqd("config", "check", "--config", cfg, "--json", expect=2).json
+    assert doc["valid"] is False and says in doc["problems"][0]
+    checks = {
+        c["name"]: c for c in mqd("doctor", "--config", cfg, "--json", expect=1).json["checks"]
+    }
+    assert checks["config"]["status"] == "fail" and says in checks["config"]["detail"]
+    # and run refuses the same configuration with the same words
+    assert says in mqd("run", "--config", cfg, "--duration", "1s", expect=2).stderr

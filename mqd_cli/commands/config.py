@@ -99,7 +99,9 @@ def register(app: typer.Typer) -> None:
 
         Every problem is reported at once with its TOML path: unknown keys (with the
         nearest known key), wrong types, bad durations, out-of-range numbers, TOML syntax
-        errors (file, line, column). A literal secret in the file is valid but warned about.
+        errors (file, line, column). The strategy is loaded as `mqd run` loads it: an
+        unknown name, an unknown parameter or a failed parameter check (fast >= slow) is a
+        problem too. A literal secret in the file is valid but warned about.
         Exit codes: 0 valid, 2 invalid.
 
         Example: mqd config check --config config.example.toml
@@ -108,6 +110,7 @@ def register(app: typer.Typer) -> None:
             with cli(config, json_out, verbose) as c:
                 loaded = c.services.loaded
                 assert loaded is not None  # cli() loads the configuration
+                _check_strategy(c.settings, loaded)
                 for w in loaded.warnings:
                     c.out.warn(w)
                 where = str(loaded.path) if loaded.path else "built-in defaults"
@@ -133,6 +136,15 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(int(ExitCode.OK))
 
     app.add_typer(group, name="config")
+
+
+def _check_strategy(settings, loaded) -> None:
+    """Load [strategy] exactly as `mqd run` and `mqd backtest` do: its name, its parameters
+    and their checks (ConfigError, reported like any other configuration problem)."""
+    from mqd_cli.strategies.loader import load_strategy
+
+    base_dir = loaded.path.parent if loaded.path else None
+    load_strategy(settings.strategy, base_dir=base_dir)
 
 
 def _text(value) -> str:
