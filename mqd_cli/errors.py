@@ -72,9 +72,13 @@ _STORAGE_TEXTS = (
     ("disk i/o error", "a disk I/O error occurred", "check the disk"),
 )
 _STORAGE_ERRNOS = {
+    2: "no such file or directory",
+    13: "permission denied",
+    17: "something already exists at that path",
+    20: "a part of the path is not a directory",
+    21: "it is a directory",
     28: "no space left on the device",
     30: "the file system is read-only",
-    13: "permission denied",
     122: "the disk quota is exceeded",
 }
 
@@ -92,7 +96,8 @@ def storage_error(exc: BaseException) -> StateError | None:
         where = f" ({exc.filename})" if exc.filename else ""
         return StateError(
             f"could not write{where}: {_STORAGE_ERRNOS[exc.errno]}",
-            "free space, or choose a writable path",
+            "check that the directory exists and is writable and the disk has space,"
+            " or choose another path",
         )
     return None
 

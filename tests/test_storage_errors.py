@@ -73,3 +73,16 @@ def test_storage_errors_from_the_os_are_state_errors_and_others_are_not():
     assert "no space left" in full.message and "/data/out.csv" in full.message
     assert storage_error(OSError(errno.ECONNREFUSED, "refused")) is None
     assert storage_error(ValueError("database or disk is full")) is None  # not sqlite's
+
+
+def test_an_output_path_that_cannot_be_written_exits_4_with_the_path(mqd, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory\n")
+    r = mqd("config", "init", "--config", blocker / "mqd.toml", expect=int(ExitCode.STATE))
+    assert "could not write" in r.stderr and str(blocker) in r.stderr
+    assert "internal error" not in r.stderr and "hint:" in r.stderr
+    mqd("symbols", "sync")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("symbol,side,qty\nAAPL,buy,1\n")
+    r = mqd("symbols", "validate", orders, "--fix", tmp_path / "missing" / "out.csv", expect=4)
+    assert "could not write" in r.stderr and "no such file or directory" in r.stderr
