@@ -172,6 +172,29 @@ def _defer_unset_coercion(command) -> None:
             cmd.get_help_option = help_option_of(cmd)
 
 
+# Placeholders in --help: the option's own name (``--port PORT``), not typer's type names
+# (``<int range>``, ``<list[str]>``); the ranges and defaults still follow in the help text.
+_METAVARS = {"config": "PATH", "data": "FILE", "plot": "FILE", "fix": "FILE"}
+
+
+def _name_metavars(command) -> None:
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+            if flag or param.metavar is not None or not param.name:
+                continue
+            if getattr(param, "param_type_name", "") == "argument":
+                if hasattr(param, "display_type"):  # typer appends "<list[str]>" to the name
+                    param.display_type = lambda ctx: None
+                    param.metavar = param.name.upper()
+                continue
+            name = param.name.removesuffix("_")
+            param.metavar = _METAVARS.get(name, name.upper().removesuffix("_OPT"))
+
+
 def _command_for(argv: list[str]):
     """The click command tree ``argv`` needs.
 
@@ -221,6 +244,8 @@ def main() -> None:
 
     command = _command_for(sys.argv[1:])
     _defer_unset_coercion(command)
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        _name_metavars(command)
     try:
         code = command.main(prog_name="mqd", standalone_mode=False)
     except typer.Abort:

@@ -532,3 +532,16 @@ def test_the_entry_point_builds_the_same_command_a_full_app_has():
         assert shape(slim.commands[name]) == shape(full.commands[name]), name
     assert set(_command_for(["--help"]).commands) == set(full.commands)
     assert set(_command_for(["nosuchcommand"]).commands) == set(full.commands)
+
+
+def test_help_shows_option_names_not_type_placeholders():
+    for args in (["sim", "serve"], ["symbols", "show"], ["reconcile"], ["throttle", "stats"]):
+        r = _console(*args, "--help")
+        assert r.returncode == 0
+        assert "<" not in r.stdout.replace("<=", ""), (args, r.stdout)
+    assert "--port PORT" in _console("sim", "serve", "--help").stdout
+
+
+def test_streaming_commands_say_json_lines_in_help():
+    for args in (["run"], ["stream", "tail"]):
+        assert "JSON lines" in " ".join(_console(*args, "--help").stdout.split())

@@ -33,6 +33,10 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+# Commands that print as they go (run, stream tail): one JSON object per line.
+JsonLinesOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object per line (JSON lines) on stdout.")
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show debug messages and tracebacks.")
 ]

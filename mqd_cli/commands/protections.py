@@ -69,7 +69,10 @@ def register(app: typer.Typer) -> None:
         """Show each protection's measure against its threshold, and the active locks.
 
         Reads the store only (no broker call): closed trades, broker equity samples kept by
-        `mqd run`, and the locks. A lock ends exactly at its end time. Exit 0.
+        `mqd run`, and the locks. A lock ends exactly at its end time.
+
+        Exit codes: 0 shown (locks or not), 2 bad options or config, 4 the store is
+        unreadable, 70 an internal error.
 
         Example: mqd protections status --history
         """
@@ -157,8 +160,10 @@ def register(app: typer.Typer) -> None:
 
         SYMBOL ends the locks placed on that symbol; --all ends every active lock, global ones
         included. A running `mqd run` sees it at once (it reads locks from the store). The
-        same evidence never re-locks; a new qualifying trade does. Exit 0 (also when nothing
-        was locked), 2 on a usage error.
+        same evidence never re-locks; a new qualifying trade does.
+
+        Exit codes: 0 done (also when nothing was locked), 2 bad options or config, 4 the
+        store is unreadable or cannot be written, 70 an internal error.
 
         Example: mqd protections unlock AAPL --reason "checked the feed, resuming"
         """

@@ -85,8 +85,9 @@ def register(app: typer.Typer) -> None:
         the same discrepancy; --apply acts only on such confirmed findings.
 
         Exit codes: 0 in sync, 1 findings (drift), 3 the broker could not be reached or an
-        order could not be verified (could not check), 4 the store is unreadable, 2 bad
-        options, 70 an internal error. Never 1 unless drift was found.
+        order could not be verified (could not check), 4 the store is unreadable or cannot
+        be written (a full disk, a read-only file), 2 bad options or config, 70 an internal
+        error. Never 1 unless drift was found.
 
         Example: mqd reconcile --lookback 2d --quiet || alert-me
         """

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonLinesOpt, VerboseOpt, cli
 from mqd_cli.commands.output import Output
 from mqd_cli.errors import ExitCode, UsageError
 
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         config: ConfigOpt = None,
-        json_out: JsonOpt = False,
+        json_out: JsonLinesOpt = False,
         verbose: VerboseOpt = False,
     ) -> None:
         """Run the trading loop: strategy, protections, risk gate, symbol checks, broker.

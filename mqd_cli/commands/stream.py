@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonLinesOpt, VerboseOpt, cli
 
 if TYPE_CHECKING:
     from mqd_cli.stream.tail import TailEvent
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         config: ConfigOpt = None,
-        json_out: JsonOpt = False,
+        json_out: JsonLinesOpt = False,
         verbose: VerboseOpt = False,
     ) -> None:
         """Watch order events live: one line per event, partial fills apart from fills.
