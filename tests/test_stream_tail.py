@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -367,3 +369,35 @@ def test_the_direct_ledger_counts_an_execution_once_whatever_repeats_it():
     ]
     assert ledger.executions == 3 == sum(e.qty for e in shown)
     assert ledger.gap_filled == 1 and ledger.skipped == 2
+
+
+def test_direct_tail_keeps_saying_it_is_not_connected_while_the_broker_is_down(
+    config_file, monkeypatch
+):
+    from mqd_cli.factory import Services
+    from mqd_cli.stream import tail as tail_module
+    from mqd_cli.stream.tail import StreamTail
+
+    monkeypatch.setattr(tail_module, "_DOWN_STATUS_EVERY", 0.3)
+    with socket.socket() as probe:  # a port nothing listens on: the broker is down
+        probe.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{probe.getsockname()[1]}"
+    cfg = config_file(
+        'broker = "alpaca"\n[alpaca]\nkey_id = "k"\nsecret_key = "s"\n'
+        f'base_url = "http://{down}"\nstream_url = "ws://{down}/stream"\n' + FAST_STREAM
+    )
+    services = Services.from_config(cfg)
+    said: list[str] = []
+    tail = StreamTail(services, emit=lambda ev: None, status=said.append, direct=True)
+
+    async def watch():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tail.run(), 2.0)
+
+    try:
+        asyncio.run(watch())
+    finally:
+        services.close()
+    waiting = [line for line in said if line.startswith("still not connected after")]
+    assert len(waiting) >= 2, said
+    assert "retrying" in waiting[-1] and "last error" in waiting[-1]

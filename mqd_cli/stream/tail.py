@@ -34,6 +34,7 @@ EVENT_NAMES = frozenset(e.value for e in TradeEvent if e is not TradeEvent.UNKNO
     _JOURNAL_ONLY_EVENTS
 )
 _LEASE_CHECK_EVERY = 1.0  # s between looks at the lease (hand-over both ways)
+_DOWN_STATUS_EVERY = 10.0  # s between two "still not connected" status lines
 _PAGE = 1000
 ZERO = Decimal(0)
 
@@ -513,6 +514,8 @@ class StreamTail:
         task = asyncio.create_task(stream.run())
         connected, failed, next_check = False, 0, self.clock.monotonic() + _LEASE_CHECK_EVERY
         connects = 0  # connections seen so far: each one after the first is a reconnect
+        down_since: float | None = None  # when the connection was last seen down
+        last_word = 0.0  # when the last "still not connected" status was said
         try:
             while not self.done:
                 await self._sleep(min(self.poll, 0.5))
@@ -541,6 +544,18 @@ class StreamTail:
                             "check [alpaca] key_id/secret_key (and paper = true for paper keys)",
                         )
                     self.status(f"{h.last_error}; retrying with backoff")
+                now = self.clock.monotonic()
+                if h.connected:
+                    down_since = None
+                elif down_since is None:
+                    down_since = last_word = now
+                elif now - last_word >= _DOWN_STATUS_EVERY:
+                    # a broker that is down may hold each attempt for long: say so meanwhile
+                    last_word = now
+                    why = f" (last error: {h.last_error})" if h.last_error else ""
+                    self.status(
+                        f"still not connected after {now - down_since:.0f}s{why}; retrying"
+                    )
                 if self.direct or self.clock.monotonic() < next_check:
                     continue
                 next_check = self.clock.monotonic() + _LEASE_CHECK_EVERY
