@@ -234,7 +234,10 @@ class _View:
         from rich.live import Live
 
         live = self.live = Live(
-            _dashboard(session), console=self._console, refresh_per_second=4, transient=False
+            _dashboard(session, self._rows()),
+            console=self._console,
+            refresh_per_second=4,
+            transient=False,
         )
         live.start()
 
@@ -263,7 +266,10 @@ class _View:
 
     def tick(self, session: LiveSession) -> None:
         if self.live is not None:
-            self.live.update(_dashboard(session))
+            self.live.update(_dashboard(session, self._rows()))
+
+    def _rows(self) -> int | None:
+        return self._console.size.height if self._console is not None else None
 
     def close(self) -> None:
         if self.live is not None:
@@ -293,11 +299,20 @@ def _num(value: Decimal | None) -> str:
     return n(value)
 
 
-def _dashboard(session: LiveSession) -> RenderableType:
+# Below this many terminal rows the dashboard drops table borders and titles and shows fewer
+# rows, so everything (the protections and the last refusal included) fits 80x24.
+COMPACT_BELOW_ROWS = 40
+
+
+def _dashboard(session: LiveSession, height: int | None = None) -> RenderableType:
+    """The live view. ``height`` is the terminal's rows (None: full size)."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    compact = height is not None and height < COMPACT_BELOW_ROWS
+    rows = 3 if compact else 6
     snap = session.snapshot()
     st = snap["stats"]
     head = Text()
@@ -313,30 +328,54 @@ def _dashboard(session: LiveSession) -> RenderableType:
     counts = Text(
         f"bars {st.bars}  intents {st.intents}  sent {st.submitted}  fills {st.fills}  "
         f"trades {st.trades} (won {st.wins})  refused {st.refused_total}"
-        + (f" ({', '.join(f'{k} {v}' for k, v in st.refused.items())})" if st.refused else "")
+        + (f" ({', '.join(f'{k} {v}' for k, v in st.refused.items())})" if st.refused else ""),
+        overflow="ellipsis",
+        no_wrap=compact,
     )
-    pos = Table(title="positions", title_justify="left", expand=False)
-    for col in ("symbol", "qty", "avg", "last"):
-        pos.add_column(col)
-    for sym, (q, avg, last) in snap["positions"].items():
+
+    def table(title: str, columns: tuple[str, ...], total: int) -> Table:
+        if not compact:
+            t = Table(title=title, title_justify="left")
+            for col in columns:
+                t.add_column(col)
+            return t
+        # compact: the title is the first column's header, no borders; "+n" when cut
+        more = f" +{total - rows}" if total > rows else ""
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+        t.add_column(f"{title}{more}", style="bold", no_wrap=True)
+        for col in columns[1:]:
+            t.add_column(col, no_wrap=True, overflow="ellipsis")
+        return t
+
+    positions = list(snap["positions"].items())
+    pos = table("positions", ("symbol", "qty", "avg", "last"), len(positions))
+    for sym, (q, avg, last) in positions[:rows] if compact else positions:
         pos.add_row(sym, _num(q), _num(avg), _num(last))
-    orders = Table(title="open orders", title_justify="left")
-    for col in ("client_order_id", "side", "qty", "symbol", "status"):
-        orders.add_column(col)
-    for o in snap["open_orders"][:6]:
+    open_orders = snap["open_orders"]
+    orders = table(
+        "open orders", ("client_order_id", "side", "qty", "symbol", "status"), len(open_orders)
+    )
+    for o in open_orders[:rows]:
         orders.add_row(o.client_order_id, o.side.value, _num(o.qty), o.symbol, o.status.value)
-    fills = Table(title="last fills", title_justify="left")
-    for col in ("time", "side", "qty", "symbol", "price"):
-        fills.add_column(col)
-    for f in reversed(snap["fills"]):
+    last_fills = list(reversed(snap["fills"]))
+    fills = table("last fills", ("time", "side", "qty", "symbol", "price"), len(last_fills))
+    for f in last_fills[:rows] if compact else last_fills:
         fills.add_row(f"{f.timestamp:%H:%M:%S}", f.side.value, _num(f.qty), f.symbol, _num(f.price))
-    locks = Table(title="protections", title_justify="left")
-    for col in ("protection", "scope", "until", "reason"):
-        locks.add_column(col)
-    for lk in snap["locks"]:
-        locks.add_row(lk.protection, lk.target, f"{lk.end:%H:%M:%S}", lk.reason)
-    if not snap["locks"]:
-        locks.add_row("-", "no active lock", "", "")
+    locks: Any
+    if compact:  # one line: every active lock, shortest form
+        active = [f"{lk.protection} {lk.target} until {lk.end:%H:%M}" for lk in snap["locks"]]
+        locks = Text(
+            "protections: " + ("; ".join(active) if active else "no active lock"),
+            style="red" if active else "",
+            overflow="ellipsis",
+            no_wrap=True,
+        )
+    else:
+        locks = table("protections", ("protection", "scope", "until", "reason"), 0)
+        for lk in snap["locks"]:
+            locks.add_row(lk.protection, lk.target, f"{lk.end:%H:%M:%S}", lk.reason)
+        if not snap["locks"]:
+            locks.add_row("-", "no active lock", "", "")
     parts: list[Any] = [head, counts, pos, orders, fills, locks]
     health = []
     if snap["stream"] is not None:
@@ -354,10 +393,17 @@ def _dashboard(session: LiveSession) -> RenderableType:
             )
         )
     if health:
-        parts.append(Text("  ".join(health), style="dim"))
+        parts.append(Text("  ".join(health), style="dim", overflow="ellipsis", no_wrap=compact))
     if snap["refusals"]:
         r = snap["refusals"][-1]
-        parts.append(Text(f"last refusal: {r.stage} ({r.rule}): {r.reason}", style="yellow"))
+        parts.append(
+            Text(
+                f"last refusal: {r.stage} ({r.rule}): {r.reason}",
+                style="yellow",
+                overflow="ellipsis",
+                no_wrap=compact,
+            )
+        )
     return Group(*parts)
 
 
