@@ -285,16 +285,35 @@ class BrokerTimeClock(RealTimeClock):
         super().__init__()
         self.base = base
         self.offset = timedelta(0)
+        # How fast the broker's time runs against ours: 1 for Alpaca, the speed of an
+        # accelerated emulator (measured between two syncs).
+        self.rate = 1.0
+        self._anchor: tuple[float, datetime] | None = None  # (our monotonic, broker time)
 
     def set_offset(self, offset: timedelta) -> None:
         self.offset = offset
+        self._anchor = None
+        self.rate = 1.0
 
     def sync(self, broker: Any) -> None:
-        """Shift to ``broker.get_clock()``'s time (one request; its errors propagate)."""
+        """Shift to ``broker.get_clock()``'s time (one request; its errors propagate). From
+        the second sync on, the broker's rate is measured too, so an accelerated emulator's
+        time keeps running at its own speed between syncs (within 5 % of 1 it is taken as 1:
+        request latency, not acceleration)."""
         report = broker.get_clock()
-        self.offset += report.timestamp - self.now()
+        mono = self.base.monotonic()
+        if self._anchor is not None:
+            elapsed = mono - self._anchor[0]
+            if elapsed >= 0.5:
+                rate = (report.timestamp - self._anchor[1]).total_seconds() / elapsed
+                self.rate = 1.0 if abs(rate - 1.0) < 0.05 or rate <= 0 else rate
+        self._anchor = (mono, report.timestamp)
+        self.offset = report.timestamp - self.base.now()
 
     def now(self) -> datetime:
+        if self._anchor is not None and self.rate != 1.0:
+            mono, broker_at = self._anchor
+            return broker_at + timedelta(seconds=(self.base.monotonic() - mono) * self.rate)
         return self.base.now() + self.offset
 
     def monotonic(self) -> float:

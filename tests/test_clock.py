@@ -201,3 +201,65 @@ async def test_real_time_clock_async_sleep_returns_and_fires_due_timers():
     clock.call_later(0, lambda: fired.append(1), name="x")
     await clock.sleep_async(0)
     assert fired == [1]
+
+
+class _Base:
+    """Our clock, moved by hand."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self):
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(self.t, UTC)
+
+
+class _Broker:
+    """A broker whose clock runs ``speed`` times ours from ``start``."""
+
+    def __init__(self, base: _Base, speed: float, start):
+        self.base, self.speed, self.start, self.t0 = base, speed, start, base.t
+
+    def get_clock(self):
+        from datetime import timedelta
+
+        from mqd_cli.model import ClockReport
+
+        at = self.start + timedelta(seconds=(self.base.t - self.t0) * self.speed)
+        return ClockReport(timestamp=at, is_open=True, next_open=at, next_close=at)
+
+
+def test_the_broker_time_clock_learns_an_accelerated_brokers_rate_between_syncs():
+    from datetime import UTC, datetime, timedelta
+
+    from mqd_cli.clock import BrokerTimeClock
+
+    base = _Base()
+    start = datetime(2026, 1, 5, 14, 35, tzinfo=UTC)
+    broker = _Broker(base, 600.0, start)
+    clock = BrokerTimeClock(base)
+    clock.sync(broker)
+    assert clock.now() == start
+    base.t += 1.0
+    clock.sync(broker)  # one second later: ten minutes of the broker's time
+    assert clock.rate == 600.0
+    base.t += 0.5
+    assert clock.now() == start + timedelta(minutes=15)  # keeps running at 600x
+
+
+def test_a_real_time_broker_keeps_rate_one_despite_latency():
+    from datetime import UTC, datetime
+
+    from mqd_cli.clock import BrokerTimeClock
+
+    base = _Base()
+    broker = _Broker(base, 1.03, datetime(2026, 1, 5, 14, 35, tzinfo=UTC))
+    clock = BrokerTimeClock(base)
+    clock.sync(broker)
+    base.t += 2.0
+    clock.sync(broker)
+    assert clock.rate == 1.0

@@ -145,3 +145,30 @@ def test_the_loop_trades_through_the_emulator_and_every_safety_system_acts(emula
     assert summary.stats["stop_losses"] >= 3
     # the stream lease was taken for the run and released at shutdown
     assert lease_after is None
+
+
+def test_duration_is_market_time_against_an_accelerated_emulator(emulator, tmp_path):
+    """One rule for time options: the clock the session trades on. At 600x, 10 minutes of the
+    emulator's time pass in a second of ours, so the run stops long before 10 real minutes."""
+    from mqd_cli.symbols.sync import sync
+
+    srv = emulator(speed=600.0)
+    text = srv.config_toml() + textwrap.dedent(f"""
+        [store]
+        path = "{tmp_path / "mqd.db"}"
+        [strategy]
+        name = "buy_and_hold"
+        symbols = ["AAPL"]
+        [run]
+        warmup_bars = 1
+        poll_interval = "20ms"
+        """)
+    services = Services(loads(text).settings)  # the real clock: no acceleration on our side
+    sync(services.store, services.broker, services.clock)
+    session = services.live_session(RunOptions(duration=timedelta(minutes=10)), base_dir=tmp_path)
+    try:
+        session.prepare()
+        summary = asyncio.run(asyncio.wait_for(session.run(), timeout=30))
+    finally:
+        session.close()
+    assert summary.reason == "duration 10m reached"

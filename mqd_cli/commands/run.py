@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--duration",
-                help="Stop by itself after this long, e.g. 2h (default:"
+                help="Stop by itself after this long in market time, e.g. 2h (default:"
                 " [run] duration; 0s = until Ctrl-C).",
                 show_default=False,
             ),

@@ -266,6 +266,7 @@ class LiveSession:
         self._lease: StreamLease | None = None  # Alpaca
         self._cursor: dict[str, datetime] = {}
         self._offset_at = 0.0
+        self._resync_every = 1.0  # s until the next sync of the market clock (doubles to 30)
         self.started_at: datetime | None = None
         self.equity_start = ZERO
         self.startup = _Startup()
@@ -570,7 +571,6 @@ class LiveSession:
         if resume is not None:
             resume()  # the accelerated clock held still during start-up
         self.started_at = self.clock.now()
-        t0 = self.clock.monotonic()
         speed = s.sim.speed if self.is_sim else 1.0
         poll = s.run.poll_interval.total_seconds()
         tasks: list[asyncio.Task[None]] = []
@@ -590,12 +590,16 @@ class LiveSession:
         try:
             while not self._stop.is_set():
                 mono = self.clock.monotonic()
-                if duration and mono - t0 >= duration.total_seconds():
+                # One rule for every time option: market time, the clock the session trades
+                # on (simulated time, or the broker's, which an emulator may accelerate).
+                if duration and self.market_now() - self.started_at >= duration:
                     if self.stop_reason is None:
                         self.stop_reason, self.stop_detail = StopReason.DURATION, _fmt(duration)
                     break
-                if not self.is_sim and mono - self._offset_at > 30:
+                if not self.is_sim and mono - self._offset_at > self._resync_every:
                     self._sync_market_clock()
+                    # 1 s, 2 s, 4 s ... 30 s: an accelerated emulator's rate is known at once
+                    self._resync_every = min(30.0, self._resync_every * 2)
                 try:
                     bars = self._poll_bars()
                 except BrokerError as exc:
