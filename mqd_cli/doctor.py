@@ -241,13 +241,11 @@ def judge_skew(residual: float, offset: float, *, rehearsal: bool, market: str) 
 
 
 def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 120:
-        return f"{seconds:.2f}s"
-    days, rest = divmod(round(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    parts = [f"{days}d"] if days else []
-    return " ".join([*parts, f"{hours}h{rest // 60:02d}m"])
+    from datetime import timedelta
+
+    from mqd_cli.durations import format_span
+
+    return format_span(timedelta(seconds=seconds))
 
 
 CHECKS += [check_broker, check_clock_skew]

@@ -43,3 +43,14 @@ def format_duration(td: timedelta) -> str:
         if micros % size == 0:
             return f"{micros // size}{unit}"
     return f"{micros / 1_000_000}s"
+
+
+def format_span(td: timedelta) -> str:
+    """A measured span for people: ``42.50s`` under two minutes, else ``5d 3h10m``."""
+    seconds = abs(td.total_seconds())
+    if seconds < 120:
+        return f"{seconds:.2f}s"
+    days, rest = divmod(round(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    parts = [f"{days}d"] if days else []
+    return " ".join([*parts, f"{hours}h{rest // 60:02d}m"])

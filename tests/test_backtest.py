@@ -255,3 +255,27 @@ def test_a_signal_stops_the_backtest_with_a_partial_report_and_exit_130(tmp_path
     assert doc["end"] == doc["interrupted_at"] and stopped < datetime(2027, 12, 31, tzinfo=UTC)
     assert doc["bars"] > 0
     assert "interrupted at" in err and "covers the bars up to then" in err
+
+
+def test_the_report_has_risk_adjusted_metrics_and_a_per_symbol_table(mqd):
+    doc = mqd(
+        "backtest", "--synthetic", "--from", "2026-01-05", "--to", "2026-01-09", "--json"
+    ).json
+    metrics = doc["metrics"]
+    assert set(metrics) == {
+        "sharpe",
+        "sortino",
+        "daily_returns",
+        "profit_factor",
+        "expectancy",
+        "longest_drawdown",
+    }
+    assert metrics["daily_returns"] == 4  # 01-05 .. 01-08 and the final point at 01-09 00:00
+    assert isinstance(metrics["sharpe"], float)
+    per_symbol = doc["by_symbol"]
+    assert set(per_symbol) == set(doc["symbols"])
+    assert sum(Decimal(s["pnl"]) for s in per_symbol.values()) == Decimal(doc["realized_pnl"])
+    assert sum(s["trades"] for s in per_symbol.values()) == doc["trades_count"]
+    text = mqd("backtest", "--synthetic", "--from", "2026-01-05", "--to", "2026-01-09").stdout
+    for words in ("Sharpe / Sortino", "profit factor", "longest drawdown", "By symbol"):
+        assert words in text

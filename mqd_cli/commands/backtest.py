@@ -247,6 +247,20 @@ def _progress(out):
     return _Bar(out)
 
 
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _money(value) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _span(value) -> str:
+    from mqd_cli.durations import format_span
+
+    return format_span(value)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.2f}%"
 
@@ -255,6 +269,7 @@ def render(out, result, n_trades: int) -> None:
     from mqd_cli.trading.engine import _num
 
     d = result.as_dict(trades=False)
+    m = d["metrics"]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(d["exit_reasons"].items())) or "-"
     triggers = ", ".join(f"{k} {v}" for k, v in sorted(d["protection_triggers"].items())) or "none"
     refused = ", ".join(f"{k} {v}" for k, v in sorted(d["refused"].items())) or "none"
@@ -280,6 +295,16 @@ def render(out, result, n_trades: int) -> None:
             f"{result.net_pnl:,.2f} (equity {result.final_equity:,.2f}, fees {result.fees:,.2f})",
         ),
         ("max drawdown", f"{_pct(d['max_drawdown'])} ({result.max_drawdown_amount:,.2f})"),
+        ("longest drawdown", _span(m["longest_drawdown"])),
+        (
+            "Sharpe / Sortino",
+            f"{_ratio(m['sharpe'])} / {_ratio(m['sortino'])}"
+            f" ({m['daily_returns']} daily returns, annualised)",
+        ),
+        (
+            "profit factor",
+            f"{_ratio(m['profit_factor'])} (expectancy {_money(m['expectancy'])} a trade)",
+        ),
         ("exposure", _pct(d["exposure"])),
         ("protection triggers", triggers),
         ("lock time", d["lock_time"]),
@@ -288,6 +313,15 @@ def render(out, result, n_trades: int) -> None:
         ("speed", f"{d['bars'] / d['seconds']:,.0f} bars/s" if d["seconds"] else "-"),
     ]
     out.table("Backtest", ("metric", "value"), rows)
+    if len(d["by_symbol"]) > 1:
+        out.table(
+            "By symbol",
+            ("symbol", "trades", "win rate", "pnl"),
+            [
+                (sym, st["trades"], _pct(st["win_rate"]), f"{st['pnl']:,.2f}")
+                for sym, st in d["by_symbol"].items()
+            ],
+        )
     if n_trades and result.trades:
         shown = result.trades[-n_trades:]
         out.table(
@@ -308,8 +342,14 @@ def render(out, result, n_trades: int) -> None:
             ],
         )
     if result.locks:
+        shown_locks = min(10, len(result.locks))
         out.table(
-            "Protection locks",
+            "Protection locks"
+            + (
+                f" (last {shown_locks} of {len(result.locks)})"
+                if shown_locks < len(result.locks)
+                else ""
+            ),
             ("protection", "scope", "from", "until", "reason"),
             [
                 (

@@ -94,6 +94,30 @@ class BacktestResult:
             return None
         return sum(1 for t in self.trades if t.pnl > 0) / len(self.trades)
 
+    def metrics(self) -> dict[str, Any]:
+        """Risk-adjusted and per-trade measures (``trading.metrics``)."""
+        from mqd_cli.trading import metrics as m
+
+        returns = m.daily_returns(self.equity_curve)
+        sharpe, sortino = m.sharpe(returns), m.sortino(returns)
+        factor, mean = m.profit_factor(self.trades), m.expectancy(self.trades)
+        return {
+            "sharpe": None if sharpe is None else round(sharpe, 4),
+            "sortino": None if sortino is None else round(sortino, 4),
+            "daily_returns": len(returns),
+            "profit_factor": None if factor is None else factor.quantize(_RATIO),
+            "expectancy": None if mean is None else mean.quantize(Decimal("0.0001")),
+            "longest_drawdown": m.longest_drawdown(self.equity_curve),
+        }
+
+    def by_symbol(self) -> dict[str, dict[str, Any]]:
+        from mqd_cli.trading.metrics import by_symbol
+
+        return {
+            s: {"trades": st.trades, "win_rate": round(st.win_rate, 4), "pnl": st.pnl}
+            for s, st in by_symbol(self.trades).items()
+        }
+
     def locks_by_protection(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for lock in self.locks:
@@ -135,6 +159,8 @@ class BacktestResult:
             "orders": {k: self.stats[k] for k in ("intents", "submitted", "fills")},
             "seconds": round(self.seconds, 3),
             "interrupted_at": self.interrupted_at,
+            "metrics": self.metrics(),
+            "by_symbol": self.by_symbol(),
         }
         if self.signals is not None:
             doc["signals"] = self.signals
