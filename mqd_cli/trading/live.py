@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mqd_cli.clock import BrokerTimeClock, Clock
+from mqd_cli.clock import BrokerTimeClock, Clock, RealTimeClock
 from mqd_cli.errors import BrokerError, StateError, UsageError
 from mqd_cli.trading.engine import Engine, EngineEvent, EventKind
 from mqd_cli.wire.parse import as_utc
@@ -267,9 +267,14 @@ class LiveSession:
         self._cursor: dict[str, datetime] = {}
         self._offset_at = 0.0
         self._resync_every = 1.0  # s until the next sync of the market clock (doubles to 30)
+        self._down_since: float | None = None  # when the stream was first seen down
         self.started_at: datetime | None = None
         self.equity_start = ZERO
         self.startup = _Startup()
+        from mqd_cli.systemd import SystemdNotify
+
+        self.systemd = SystemdNotify.from_env()  # None unless run as a Type=notify service
+        self._real = RealTimeClock()  # the watchdog's pace: real seconds at any sim speed
 
     @property
     def broker(self) -> Broker:
@@ -587,9 +592,15 @@ class LiveSession:
         next_refresh = 0.0
         empty_polls = 0
         engine.start()
+        if self.systemd is not None:
+            self.systemd.ready(
+                f"trading {', '.join(s.strategy.symbols)} with {engine.strategy.name}"
+            )
         try:
             while not self._stop.is_set():
                 mono = self.clock.monotonic()
+                if self.systemd is not None:  # the watchdog counts real seconds
+                    self.systemd.watchdog(self._real.monotonic(), healthy=self._healthy())
                 # One rule for every time option: market time, the clock the session trades
                 # on (simulated time, or the broker's, which an emulator may accelerate).
                 if duration and self.market_now() - self.started_at >= duration:
@@ -630,8 +641,25 @@ class LiveSession:
                     wait = max(wait, 5.0)  # a bar is late at the data API: do not hammer it
                 await self._sleep(wait)
         finally:
+            if self.systemd is not None:
+                self.systemd.stopping(self.stop_text or "stopping")
             summary = await self._shutdown(tasks)
         return summary
+
+    def _healthy(self) -> bool:
+        """Whether the loop may tell a watchdog it is alive: the stream (when there is one)
+        connected, or down for less than a minute (a reconnect in progress)."""
+        stream = self.stream
+        if stream is None:
+            return True
+        health = stream.health
+        if health.connected:
+            self._down_since = None
+            return True
+        now = self._real.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        return now - self._down_since < 60.0
 
     async def _sleep(self, seconds: float) -> None:
         """Until the next pass: ``seconds``, a stop request, or intents queued by the stream."""
