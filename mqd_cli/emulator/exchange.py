@@ -2,12 +2,13 @@
 
 Time: the engine runs on a ``BacktestClock`` that a timer task moves to
 ``start + elapsed real time x speed`` every ``tick`` seconds (and before every request), then
-calls ``broker.step()`` so resting orders fill while clients wait. Everything runs on the
-server's one event loop thread, so the broker needs no locks.
+calls ``broker.step()`` so resting orders fill while clients wait, then samples the account's
+equity for the portfolio history (``EquityHistory.record``). Everything runs on the server's one
+event loop thread, so the broker needs no locks.
 
-The routes live with their kind (``trading``, ``market_data``, ``stream``); here are what they
-share: keys, rate budgets and injected faults around every REST call (``_rest``), and the
-test-only control API under ``/_sim/...``.
+The routes live with their kind (``trading``, ``account``, ``market_data``, ``stream``); here
+are what they share: keys, rate budgets and injected faults around every REST call (``_rest``),
+and the test-only control API under ``/_sim/...``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from mqd_cli.brokers.errors import BrokerCallError
 from mqd_cli.clock import BacktestClock, RealTimeClock
+from mqd_cli.emulator.account import AccountRoutes
 from mqd_cli.emulator.http import (
     FORBIDDEN,
     INTERNAL,
@@ -48,7 +50,7 @@ from mqd_cli.wire import format as wire_format
 log = logging.getLogger("mqd.simserver")
 
 
-class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
+class Emulator(TradingRoutes, AccountRoutes, MarketDataRoutes, TradeUpdatesStream):
     """The simulated exchange plus the ASGI app that serves it (``self.app``)."""
 
     def __init__(self, config: EmulatorConfig | None = None):
@@ -81,6 +83,7 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
             sim = dataclasses.replace(sim, universe_size=self.config.universe)
         self.broker = SimBroker(sim, self.clock)
         self._unsubscribe = self.broker.subscribe(self._on_event)
+        self._open_account()
         self.created_at = start
         self._forget_assets()
 
@@ -94,6 +97,7 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
         if target > self.clock.now():
             self.clock.advance_to(target)
         self.broker.step()
+        self.history.record(self.clock.now())
 
     async def _ticker(self) -> None:
         while True:
@@ -106,6 +110,7 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
     def reset(self) -> None:
         """A fresh market (same config), counters and faults back to their start values."""
         self._unsubscribe()
+        self._close_account()
         self._build_market()
         self.faults = dataclasses.replace(self.config.faults)
         self.trading_budget.clear()
@@ -212,6 +217,15 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
         r = self._rest
         routes = [
             Route("/v2/account", r(self.get_account)),
+            Route("/v2/account/configurations", r(self.get_account_configurations)),
+            Route(
+                "/v2/account/configurations",
+                r(self.patch_account_configurations),
+                methods=["PATCH"],
+            ),
+            Route("/v2/account/portfolio/history", r(self.get_portfolio_history)),
+            Route("/v2/account/activities", r(self.list_activities)),
+            Route("/v2/account/activities/{activity_type}", r(self.list_activities_of_type)),
             Route("/v2/orders", r(self.post_order), methods=["POST"]),
             Route("/v2/orders", r(self.list_orders), methods=["GET"]),
             Route("/v2/orders", r(self.cancel_all), methods=["DELETE"]),
@@ -228,7 +242,18 @@ class Emulator(TradingRoutes, MarketDataRoutes, TradeUpdatesStream):
             Route("/v2/clock", r(self.get_clock)),
             Route("/v2/calendar", r(self.get_calendar)),
             Route("/v2/stocks/bars", r(self.bars_multi, "data")),
+            Route("/v2/stocks/trades/latest", r(self.latest_trades, "data")),
+            Route("/v2/stocks/quotes/latest", r(self.latest_quotes, "data")),
+            Route("/v2/stocks/bars/latest", r(self.latest_bars, "data")),
+            Route("/v2/stocks/snapshots", r(self.snapshots, "data")),
             Route("/v2/stocks/{symbol}/bars", r(self.bars_single, "data")),
+            Route("/v2/stocks/{symbol}/trades/latest", r(self.latest_trade_single, "data")),
+            Route("/v2/stocks/{symbol}/quotes/latest", r(self.latest_quote_single, "data")),
+            Route("/v2/stocks/{symbol}/bars/latest", r(self.latest_bar_single, "data")),
+            Route("/v2/stocks/{symbol}/snapshot", r(self.snapshot_single, "data")),
+            Route("/v1beta3/crypto/{loc}/bars", r(self.crypto_bars, "data")),
+            Route("/v1beta3/crypto/{loc}/latest/{kind}", r(self.crypto_latest, "data")),
+            Route("/v1beta3/crypto/{loc}/snapshots", r(self.crypto_snapshots, "data")),
             WebSocketRoute("/stream", self.stream),
         ]
         if self.config.control:
