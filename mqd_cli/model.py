@@ -61,6 +61,18 @@ class TimeInForce(WireEnum):
     UNKNOWN = "unknown"
 
 
+class OrderClass(WireEnum):
+    """Alpaca's ``order_class``. The wire's ``""`` (what Alpaca sends for a simple order) and a
+    missing value parse to ``SIMPLE``; ``mleg`` is options only."""
+
+    SIMPLE = "simple"
+    BRACKET = "bracket"
+    OCO = "oco"
+    OTO = "oto"
+    MLEG = "mleg"
+    UNKNOWN = "unknown"
+
+
 class OrderStatus(WireEnum):
     NEW = "new"
     PARTIALLY_FILLED = "partially_filled"
@@ -145,6 +157,9 @@ class TradeEvent(WireEnum):
     ACCEPTED = "accepted"
     RESTATED = "restated"
     TRADE_BUST = "trade_bust"
+    # Not in Alpaca's documented list: mqd's simulated exchange announces with it the order
+    # that replaces a held bracket/oco leg (it starts held, so no `new` is sent for it).
+    HELD = "held"
     UNKNOWN = "unknown"
 
     @property
@@ -188,7 +203,9 @@ class OrderReport:
     extended_hours: bool = False
     asset_class: AssetClass = AssetClass.US_EQUITY
     asset_id: str | None = None
-    order_class: str = ""
+    order_class: OrderClass = OrderClass.SIMPLE
+    # The child orders of a bracket, oco or oto order (a nested listing or a single order);
+    # empty for a leg itself and in flat listings, where each leg is an order of its own.
     legs: tuple[OrderReport, ...] = ()
     expires_at: datetime | None = None
     cancel_requested_at: datetime | None = None
@@ -243,6 +260,9 @@ class TradeUpdate:
     qty: Decimal | None = None
     position_qty: Decimal | None = None
     event_raw: str = ""
+    # The whole ``data`` object: keys mqd does not model (``at``, ``event_id``, an mleg fill's
+    # ``position_qtys`` and ``legs``) are kept as sent.
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def fill(self) -> FillReport | None:
         """The execution this event reports, when it is a fill with a price and a quantity."""
@@ -281,6 +301,12 @@ class PositionReport:
 
 @dataclass(frozen=True)
 class AccountReport:
+    """``GET /v2/account``: every field Alpaca sends. The typed fields are the ones mqd reads;
+    None means the payload did not carry that field (older accounts, emulators, the removed PDT
+    fields). ``raw`` is the whole payload, so fields mqd does not model (``admin_configurations``,
+    ``user_configurations``, broker-API extras such as ``cash_withdrawable``) are kept as sent.
+    """
+
     id: str
     account_number: str
     status: str
@@ -298,6 +324,34 @@ class AccountReport:
     shorting_enabled: bool = False
     trading_blocked: bool = False
     account_blocked: bool = False
+    crypto_status: str | None = None
+    # Reg T buying power, the overnight power for marginable buys: excess equity x 2 on a margin
+    # account (also when ``buying_power`` is 4x day-trading power), the cash on a cash account.
+    regt_buying_power: Decimal | None = None
+    # Cash-only buying power: what crypto and non-marginable assets can be bought with.
+    non_marginable_buying_power: Decimal | None = None
+    options_buying_power: Decimal | None = None
+    daytrading_buying_power: Decimal | None = None  # removed by Alpaca on 2026-07-06
+    effective_buying_power: Decimal | None = None
+    bod_dtbp: Decimal | None = None  # day-trading buying power at the beginning of the day
+    sma: Decimal | None = None  # special memorandum account
+    accrued_fees: Decimal | None = None
+    pending_transfer_in: Decimal | None = None
+    pending_transfer_out: Decimal | None = None
+    last_maintenance_margin: Decimal | None = None
+    position_market_value: Decimal | None = None
+    intraday_adjustments: Decimal | None = None
+    pending_reg_taf_fees: Decimal | None = None
+    options_approved_level: int | None = None  # 0 disabled ... 3 spreads
+    options_trading_level: int | None = None
+    crypto_tier: int | None = None
+    pattern_day_trader: bool | None = None  # removed by Alpaca on 2026-07-06
+    daytrade_count: int | None = None  # removed by Alpaca on 2026-07-06
+    transfers_blocked: bool = False
+    trade_suspended_by_user: bool = False
+    created_at: datetime | None = None
+    balance_asof: date | None = None  # the day the ``last_*`` fields describe
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -325,6 +379,30 @@ class AssetInfo:
     cusip: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def class_text(self) -> str:
+        """The asset class as the broker wrote it (``ipo``, ``us_index``, ...), also when the
+        enum does not know it; the member's value otherwise."""
+        if self.asset_class is AssetClass.UNKNOWN:
+            text = self.raw.get("class") or self.raw.get("asset_class")
+            if isinstance(text, str) and text:
+                return text
+        return self.asset_class.value
+
+    @property
+    def status_text(self) -> str:
+        """The status as the broker wrote it, also when the enum does not know it."""
+        if self.status is AssetStatus.UNKNOWN:
+            text = self.raw.get("status")
+            if isinstance(text, str) and text:
+                return text
+        return self.status.value
+
+
+# The asset classes mqd trades (validation, rounding and the risk gate know their rules); an
+# asset of any other class is stored and shown, and orders for it are refused.
+SUPPORTED_ASSET_CLASSES = frozenset({AssetClass.US_EQUITY, AssetClass.CRYPTO})
+
 
 @dataclass(frozen=True)
 class ClockReport:
@@ -332,6 +410,7 @@ class ClockReport:
     is_open: bool
     next_open: datetime
     next_close: datetime
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -342,6 +421,7 @@ class CalendarDay:
     session_open: time | None = None
     session_close: time | None = None
     settlement_date: _dt.date | None = None  # `date` here would name the field above
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -366,6 +446,10 @@ class Bar:
     volume: Decimal = Decimal("0")
     trade_count: int | None = None
     vwap: Decimal | None = None
+    # Wire keys beyond t/o/h/l/c/v/n/vw (e.g. ``x``, the exchange of older crypto bars) as
+    # (key, value) pairs: kept, not dropped; a tuple so the millions of bars of a backtest
+    # share one empty value.
+    extra: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
 
 # -- what we ask --------------------------------------------------------------------------------
@@ -378,6 +462,12 @@ class OrderIntent:
     Exactly one of ``qty`` and ``notional``. ``client_order_id`` is set by the order tracker
     (deterministic) before the intent reaches a broker. ``reason`` says why (entry, exit,
     stop_loss, take_profit, ...) and flows into closed trades as the exit reason.
+
+    ``order_class`` other than simple attaches legs the broker holds (Alpaca's advanced orders):
+    ``bracket`` needs ``take_profit_limit_price`` and ``stop_loss_stop_price``; ``oto`` one of
+    the two; ``oco`` is a ``limit`` order closing a position, its limit the take-profit
+    (``take_profit_limit_price``) and ``stop_loss_stop_price`` its stop. A stop-loss leg with
+    ``stop_loss_limit_price`` is a stop-limit, else a stop.
     """
 
     symbol: str
@@ -394,3 +484,7 @@ class OrderIntent:
     client_order_id: str | None = None
     strategy: str = ""
     reason: str = ""
+    order_class: OrderClass = OrderClass.SIMPLE
+    take_profit_limit_price: Decimal | None = None
+    stop_loss_stop_price: Decimal | None = None
+    stop_loss_limit_price: Decimal | None = None

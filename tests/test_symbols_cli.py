@@ -258,7 +258,8 @@ HAVE_BROKER = hasattr(Services, "broker")
 
 
 def test_sync_rejects_an_unknown_asset_class(mqd):
-    assert "us_equity, crypto" in mqd("symbols", "sync", "--asset-class", "fx", expect=2).stderr
+    err = mqd("symbols", "sync", "--asset-class", "fx", expect=2).stderr
+    assert "us_equity, us_option, crypto, crypto_perp" in err
 
 
 @pytest.mark.skipif(not HAVE_BROKER, reason="services.broker has not landed")

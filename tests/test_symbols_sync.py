@@ -24,19 +24,33 @@ from mqd_cli.wire.parse import PayloadError, _parse_asset_checked
 T0 = datetime(2026, 9, 16, 14, 0, tzinfo=UTC)
 
 
+_NEVER = "never"
+
+
 class ListBroker:
+    """Serves ``assets``; without a class every one of them (what Alpaca does), or only
+    ``default_class`` (what its reference documents). ``fail_on``: the class whose request
+    fails (None: the request without a class)."""
+
     name = "list"
 
-    def __init__(self, assets: list[AssetInfo], fail_on: str | None = None):
+    def __init__(
+        self,
+        assets: list[AssetInfo],
+        fail_on: str | None = _NEVER,
+        default_class: str | None = None,
+    ):
         self.assets = assets
         self.fail_on = fail_on
+        self.default_class = default_class
         self.calls: list[str | None] = []
 
     def list_assets(self, asset_class: str | None = None, status: str | None = None):
         self.calls.append(asset_class)
         if asset_class == self.fail_on:
             raise BrokerUnavailable("connection reset")
-        return [a for a in self.assets if asset_class in (None, a.asset_class.value)]
+        wanted = asset_class or self.default_class
+        return [a for a in self.assets if wanted in (None, a.class_text)]
 
 
 def universe_broker(assets: list[AssetInfo]):
@@ -130,7 +144,7 @@ def test_a_broker_failure_mid_sync_writes_nothing(store):
     before = db.last_sync(store)
     smaller = default_assets()[:3]
     with pytest.raises(BrokerUnavailable):
-        sync(store, ListBroker(smaller, fail_on="crypto"), clock)
+        sync(store, ListBroker(smaller, fail_on="crypto", default_class="us_equity"), clock)
     assert db.last_sync(store) == before
     assert db.asset_count(store) == len(default_assets())
 
@@ -184,7 +198,7 @@ def test_sync_pauses_cycle_collection_and_restores_it_even_after_a_failure(store
     assert gc.isenabled()
     sync(store, Watching(default_assets()), BacktestClock(T0))
     with pytest.raises(BrokerUnavailable):
-        sync(store, Watching(default_assets(), fail_on="crypto"), BacktestClock(T0))
+        sync(store, Watching(default_assets(), fail_on=None), BacktestClock(T0))
     assert seen and not any(seen)
     assert gc.isenabled()
 

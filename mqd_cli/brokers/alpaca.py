@@ -43,6 +43,7 @@ from mqd_cli.model import (
     CalendarDay,
     CancelResult,
     ClockReport,
+    OrderClass,
     OrderIntent,
     OrderReport,
     PositionReport,
@@ -163,7 +164,11 @@ def map_http_error(status: int | None, text: str, headers: Any = None) -> Broker
 
 
 def intent_to_wire(intent: OrderIntent) -> dict[str, Any]:
-    """The POST /v2/orders body: decimal strings, only the fields that apply."""
+    """The POST /v2/orders body: decimal strings, only the fields that apply.
+
+    An advanced order carries ``order_class`` and its legs as alpaca-py's ``TakeProfitRequest``
+    and ``StopLossRequest`` shape them: ``take_profit {limit_price}``, ``stop_loss {stop_price,
+    limit_price}``."""
     body: dict[str, Any] = {
         "symbol": intent.symbol,
         "side": intent.side.value,
@@ -182,6 +187,15 @@ def intent_to_wire(intent: OrderIntent) -> dict[str, Any]:
         body["extended_hours"] = True
     if intent.client_order_id:
         body["client_order_id"] = intent.client_order_id
+    if intent.order_class is not OrderClass.SIMPLE:
+        body["order_class"] = intent.order_class.value
+        if intent.take_profit_limit_price is not None:
+            body["take_profit"] = {"limit_price": wire_format.num(intent.take_profit_limit_price)}
+        if intent.stop_loss_stop_price is not None:
+            stop_loss = {"stop_price": wire_format.num(intent.stop_loss_stop_price)}
+            if intent.stop_loss_limit_price is not None:
+                stop_loss["limit_price"] = wire_format.num(intent.stop_loss_limit_price)
+            body["stop_loss"] = stop_loss
     return body
 
 
@@ -333,7 +347,10 @@ class AlpacaBroker:
     def get_order(self, order_id: str) -> OrderReport:
         if not _is_uuid(order_id):
             raise NotFound(f"order not found: {order_id!r} is not an order id", status=None)
-        row = self._call(lambda: self._client.get_order_by_id(order_id))
+        # nested: a bracket, oco or oto order comes with its legs
+        row = self._call(
+            functools.partial(self._client.get, f"/orders/{order_id}", {"nested": "true"})
+        )
         return self._parse(wire_parse.parse_order, row)
 
     def get_order_by_client_id(self, client_order_id: str) -> OrderReport:
@@ -425,17 +442,15 @@ class AlpacaBroker:
     def list_assets(
         self, asset_class: str | None = None, status: str | None = None
     ) -> list[AssetInfo]:
-        """All assets; ``asset_class=None`` asks for us_equity and crypto (Alpaca's default
-        class is us_equity only)."""
-        classes = [asset_class] if asset_class else ["us_equity", "crypto"]
-        out: list[AssetInfo] = []
-        for cls in classes:
-            params = {"asset_class": cls}
-            if status:
-                params["status"] = status
-            rows = self._call(functools.partial(self._client.get, "/assets", params)) or []
-            out.extend(self._parse(wire_parse.parse_asset, row) for row in rows)
-        return out
+        """The assets of ``asset_class``; ``None`` sends no class, and Alpaca then answers with
+        every class it lists (its reference names us_equity as the default, the live service
+        serves crypto and crypto_perp too: alpaca-py#624). ``symbols.sync`` asks by name for a
+        traded class the answer lacks."""
+        params = {"asset_class": asset_class} if asset_class else {}
+        if status:
+            params["status"] = status
+        rows = self._call(functools.partial(self._client.get, "/assets", params)) or []
+        return [self._parse(wire_parse.parse_asset, row) for row in rows]
 
     def get_asset(self, symbol: str) -> AssetInfo:
         return self._parse(

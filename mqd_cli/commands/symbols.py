@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--asset-class",
-                help="Only this class: us_equity or crypto (default: both).",
+                help="Only this class: us_equity, crypto, us_option or crypto_perp (default:"
+                " every class the broker lists).",
                 show_default=False,
             ),
         ] = None,
@@ -77,7 +78,9 @@ def register(app: typer.Typer) -> None:
 
         Fetches /v2/assets through the throttler, upserts all assets in one transaction and
         prints counts plus what changed since the previous sync (added, removed, changed fields
-        such as tradable or fractionable). Exit codes: 0 synced, 2 bad option, 3 broker error.
+        such as tradable or fractionable). Assets of classes mqd does not trade (crypto_perp,
+        us_option, new ones) are kept under their own class and counted; validation refuses
+        orders for them. Exit codes: 0 synced, 2 bad option, 3 broker error.
 
         Example: mqd symbols sync --asset-class crypto
         """
@@ -87,7 +90,7 @@ def register(app: typer.Typer) -> None:
         if asset_class is not None and asset_class not in SYNC_CLASSES:
             raise UsageError(
                 f"--asset-class {asset_class!r} is not one of {', '.join(SYNC_CLASSES)}",
-                "omit it to sync both classes",
+                "omit it to sync every class",
             )
         with cli(config, json_out, verbose) as c:
             services = c.services
@@ -106,6 +109,8 @@ def register(app: typer.Typer) -> None:
                         "asset_classes": report.asset_classes,
                         "counts": report.counts(),
                         "by_class": report.by_class,
+                        "unsupported_classes": report.unsupported,
+                        "duplicates": report.duplicates,
                         "first_sync": report.first_sync,
                         "started_at": report.started_at,
                         "finished_at": report.finished_at,
@@ -326,6 +331,18 @@ def _print_sync(out: Output, report) -> None:
         f"added {counts['added']}, removed {counts['removed']}, changed {counts['changed']},"
         f" unchanged {counts['unchanged']}"
     )
+    if report.unsupported:
+        n = sum(report.unsupported.values())
+        kinds = ", ".join(f"{k} {v}" for k, v in report.unsupported.items())
+        out.line(
+            f"kept {n} asset{'s' if n != 1 else ''} of classes mqd does not trade ({kinds}):"
+            " stored and shown, orders for them are refused"
+        )
+    if report.duplicates:
+        out.warn(
+            f"{len(report.duplicates)} symbol(s) served twice under different asset ids, the"
+            f" first one kept: {', '.join(report.duplicates[:_SHOWN_DIFF])}"
+        )
     if report.first_sync:
         out.line("first sync: every asset is new")
         return

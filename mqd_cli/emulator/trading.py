@@ -30,7 +30,15 @@ from mqd_cli.emulator.params import (
     parse_time,
 )
 from mqd_cli.market_calendar import EXCHANGE_TZ
-from mqd_cli.model import AssetClass, OrderIntent, OrderType, Side, TimeInForce
+from mqd_cli.model import (
+    AssetClass,
+    OrderClass,
+    OrderIntent,
+    OrderReport,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from mqd_cli.symbols.spelling import position_symbol
 from mqd_cli.wire import format as wire_format
 
@@ -66,9 +74,7 @@ class TradingRoutes:
 
     async def post_order(self, request: Any) -> Any:
         body = await read_json_body(request)
-        order_class = body.get("order_class")
-        if order_class not in (None, "", "simple"):
-            raise invalid(f"order_class {order_class} is not supported by the emulator", 42210000)
+        order_class = parse_choice(body.get("order_class"), "order_class", OrderClass)
         symbol = body.get("symbol")
         if symbol is None or symbol == "":
             raise invalid("symbol is required")
@@ -95,7 +101,13 @@ class TradingRoutes:
         for name, value in prices.items():
             if value is not None and value <= 0:
                 raise invalid(f"{name} must be > 0")
-        if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and prices["limit_price"] is None:
+        # Alpaca ignores take_profit and stop_loss on a simple order.
+        legs = _leg_prices(body) if order_class not in (None, OrderClass.SIMPLE) else {}
+        if (
+            order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+            and prices["limit_price"] is None
+            and order_class is not OrderClass.OCO  # its limit is take_profit.limit_price
+        ):
             raise invalid("limit_price is required")
         if order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and prices["stop_price"] is None:
             raise invalid("stop_price is required")
@@ -123,6 +135,10 @@ class TradingRoutes:
             stop_price=prices["stop_price"],
             trail_price=prices["trail_price"],
             trail_percent=prices["trail_percent"],
+            order_class=order_class or OrderClass.SIMPLE,
+            take_profit_limit_price=legs.get("take_profit_limit_price"),
+            stop_loss_stop_price=legs.get("stop_loss_stop_price"),
+            stop_loss_limit_price=legs.get("stop_loss_limit_price"),
         )
         return json_response(wire_format.order_to_wire(self.broker.submit_order(intent)))
 
@@ -141,7 +157,7 @@ class TradingRoutes:
         after = parse_time(q.get("after"), "after")
         until = parse_time(q.get("until"), "until")
         orders = self.broker.list_orders(
-            status, after=after, until=until, symbols=symbols or None, limit=None
+            status, after=after, until=until, symbols=symbols or None, limit=None, nested=nested
         )
         if side is not None:
             orders = [o for o in orders if o.side is side]
@@ -156,13 +172,7 @@ class TradingRoutes:
             if (after is None or submitted(o) > after) and (until is None or submitted(o) < until)
         ]
         orders.sort(key=lambda o: (submitted(o), o.id), reverse=direction == "desc")
-        rows = []
-        for order in orders[:limit]:
-            row = wire_format.order_to_wire(order)
-            if not nested:
-                row["legs"] = None
-            rows.append(row)
-        return json_response(rows)
+        return json_response([wire_format.order_to_wire(o) for o in orders[:limit]])
 
     def _order_id(self, request: Any) -> str:
         order_id = request.path_params["order_id"]
@@ -171,15 +181,14 @@ class TradingRoutes:
         return order_id
 
     async def get_order(self, request: Any) -> Any:
-        return json_response(
-            wire_format.order_to_wire(self.broker.get_order(self._order_id(request)))
-        )
+        order = self.broker.get_order(self._order_id(request))
+        return json_response(_with_legs(order, request))
 
     async def get_order_by_client_id(self, request: Any) -> Any:
         cid = request.query_params.get("client_order_id")
         if not cid:
             raise invalid("client_order_id is missing")
-        return json_response(wire_format.order_to_wire(self.broker.get_order_by_client_id(cid)))
+        return json_response(_with_legs(self.broker.get_order_by_client_id(cid), request))
 
     async def replace_order(self, request: Any) -> Any:
         order_id = self._order_id(request)
@@ -335,3 +344,35 @@ class TradingRoutes:
             raise invalid("calendar range is too long")
         days = self.broker.get_calendar(first, last)
         return json_response([wire_format.calendar_day_to_wire(d) for d in days])
+
+
+# -- advanced orders ------------------------------------------------------------------------------
+
+
+def _leg_prices(body: dict[str, Any]) -> dict[str, Decimal | None]:
+    """``take_profit`` {limit_price} and ``stop_loss`` {stop_price, limit_price} of a bracket,
+    oco or oto order, as ``OrderIntent`` fields; a malformed object is a 422."""
+    out: dict[str, Decimal | None] = {}
+    for key, fields in (
+        ("take_profit", (("limit_price", "take_profit_limit_price"),)),
+        (
+            "stop_loss",
+            (("stop_price", "stop_loss_stop_price"), ("limit_price", "stop_loss_limit_price")),
+        ),
+    ):
+        leg = body.get(key)
+        if leg is None:
+            continue
+        if not isinstance(leg, dict):
+            raise invalid(f"invalid {key}")
+        for wire, name in fields:
+            out[name] = parse_decimal(leg.get(wire), f"{key}.{wire}")
+    return out
+
+
+def _with_legs(order: OrderReport, request: Any) -> dict[str, Any]:
+    """One order as ``GET /v2/orders/{id}`` answers: its legs only with ``nested=true``."""
+    row = wire_format.order_to_wire(order)
+    if not parse_bool(request.query_params.get("nested"), "nested"):
+        row["legs"] = None
+    return row

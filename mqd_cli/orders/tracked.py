@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from mqd_cli.model import (
+    OrderClass,
     OrderIntent,
     OrderStatus,
     OrderType,
@@ -83,6 +84,9 @@ class TrackedOrder:
     updated_at: datetime | None = None
     last_event_at: datetime | None = None
     replaces: str | None = None  # client_order_id of the order this one replaced
+    # A bracket, oco or oto leg: the client_order_id of its parent order. The leg's own id is
+    # the broker's, so it is ours (or external) exactly when its parent is.
+    parent: str | None = None
     replaced_by: str | None = None  # broker id of the successor (from the `replaced` event)
     cum_qty: Decimal = ZERO  # highest cumulative filled_qty the broker reported
     cum_avg: Decimal | None = None  # the broker's average at cum_qty
@@ -291,7 +295,7 @@ def slug(text: str, limit: int) -> str:
 
 def intent_key(intent: OrderIntent) -> str:
     """A fingerprint of what an intent asks for (without its id)."""
-    parts = (
+    parts: tuple[Any, ...] = (
         intent.strategy,
         intent.symbol,
         intent.side.value,
@@ -306,6 +310,13 @@ def intent_key(intent: OrderIntent) -> str:
         intent.extended_hours,
         intent.reason,
     )
+    if intent.order_class is not OrderClass.SIMPLE:  # simple keys stay as they were stored
+        parts += (
+            intent.order_class.value,
+            intent.take_profit_limit_price,
+            intent.stop_loss_stop_price,
+            intent.stop_loss_limit_price,
+        )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -327,6 +338,7 @@ TERMS = (
     "external",
     "created_at",
     "replaces",
+    "parent",
 )
 PROGRESS = (
     "status",

@@ -11,6 +11,10 @@
   that was committed and never half-applies.
 * Positions per symbol use the average-cost method (``positions``); a round trip becomes a
   ``ClosedTrade`` stored through ``store/trades.py``.
+* The legs of a bracket, oco or oto order (the ``legs`` of its report: the submit's answer, a
+  stream event, a nested lookup) are tracked as orders of their own, linked to their parent
+  (``TrackedOrder.parent``) and ours exactly when the parent is. A nested leg gives its
+  identity and status only; its fills are counted from its own reports, once.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from mqd_cli.orders.tracked import (
     slug,
     synthetic_fill_id,
 )
-from mqd_cli.orders.trades import ClosedTrade
+from mqd_cli.orders.trades import STOP_LOSS, TAKE_PROFIT, ClosedTrade
 from mqd_cli.symbols.spelling import canonical_symbol
 
 if TYPE_CHECKING:
@@ -451,10 +455,46 @@ class OrderTracker:
             created_at=report.created_at,
             updated_at=report.created_at,
             replaces=parent.client_order_id if parent else None,
+            parent=parent.parent if parent else None,  # a replaced leg's successor is a leg
         )
         self._orders[o.client_order_id] = o
         self._open[o.client_order_id] = o
         return o, True
+
+    def _adopt_legs(self, parent: TrackedOrder, report: OrderReport, source: str) -> None:
+        """Track the legs of ``parent`` not known yet: same strategy, ours when it is ours.
+
+        Only their status is applied from the nested report (journaled as evidence); fills are
+        counted from each leg's own events and reports, so none is counted twice."""
+        for leg in report.legs:
+            if (leg.id and leg.id in self._by_broker_id) or leg.client_order_id in self._orders:
+                continue
+            o = TrackedOrder(
+                client_order_id=leg.client_order_id,
+                symbol=parent.symbol,
+                side=leg.side,
+                qty=leg.qty,
+                notional=leg.notional,
+                type=leg.type,
+                time_in_force=leg.time_in_force,
+                limit_price=leg.limit_price,
+                stop_price=leg.stop_price,
+                strategy=parent.strategy,
+                reason=STOP_LOSS if leg.stop_price is not None else TAKE_PROFIT,
+                external=parent.external,
+                submit_state="acked",
+                created_at=leg.created_at,
+                updated_at=leg.created_at,
+                parent=parent.client_order_id,
+            )
+            self._orders[o.client_order_id] = o
+            self._open[o.client_order_id] = o
+            if leg.id:
+                o.broker_id = leg.id
+                self._by_broker_id[leg.id] = o.client_order_id
+            payload = self._j.report_payload(leg) if self._j is not None else ""
+            event = STATUS_EVENT.get(leg.status, E.UNKNOWN)
+            self._transition(o, event, source, "leg", payload, None, adopted=True)
 
     def _apply(
         self, update: TradeUpdate, event: OrderEvent, source: str, payload: str | None
@@ -472,7 +512,10 @@ class OrderTracker:
             self._by_broker_id[rid] = o.client_order_id
         if report.replaced_by:
             o.replaced_by = report.replaced_by
-        return self._transition(o, event, source, "", payload, update, adopted)
+        result = self._transition(o, event, source, "", payload, update, adopted)
+        if report.legs:
+            self._adopt_legs(o, report, source)
+        return result
 
     def _transition(
         self,

@@ -142,10 +142,10 @@ def orphan_findings(local: LocalState, broker: BrokerSnapshot) -> list[Finding]:
                     subject=r.client_order_id,
                     symbol=r.symbol,
                     local="unknown",
-                    broker=fmt(r.status),
+                    broker=r.raw_status,
                     action="adopt (--apply) or cancel (--cancel-orphans)",
-                    detail=f"{fmt(r.side)} {fmt(r.qty or r.notional)} {fmt(r.type)}, filled "
-                    f"{fmt(r.filled_qty)}",
+                    detail=f"{r.raw_value('side')} {fmt(r.qty or r.notional)}"
+                    f" {r.raw_value('type')}, filled {fmt(r.filled_qty)}",
                     broker_id=r.id,
                     data={"report": r},
                 )
@@ -157,7 +157,7 @@ def orphan_findings(local: LocalState, broker: BrokerSnapshot) -> list[Finding]:
                     subject=r.client_order_id,
                     symbol=r.symbol,
                     local=fmt(mine.status),
-                    broker=fmt(r.status),
+                    broker=r.raw_status,
                     action="cancel (--cancel-orphans) or review",
                     detail="open at the broker but closed in our records",
                     broker_id=r.id,
@@ -280,7 +280,7 @@ def order_drift(o: LocalOrder, r: OrderReport) -> list[Finding]:
                 subject=o.client_order_id,
                 symbol=o.symbol,
                 local=fmt(o.status),
-                broker=fmt(r.status),
+                broker=r.raw_status,  # as sent: a status mqd does not know shows its own name
                 action="apply broker status (--apply)",
                 detail="",
                 broker_id=r.id,

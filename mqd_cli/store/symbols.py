@@ -136,6 +136,7 @@ def record_sync(
     store: Store,
     *,
     asset_classes: Sequence[str],
+    every_class: bool = False,
     broker: str,
     started_at: str,
     finished_at: str,
@@ -148,6 +149,10 @@ def record_sync(
     """Write one sync in ONE transaction: upsert changed rows, delete removed ones, stamp the
     rest, record the run and replace the snapshot (every asset packed, see ``pack_core``).
 
+    ``every_class``: the sync covered every stored class (the ``asset_class`` column holds the
+    class as the broker wrote it, known to mqd or not), so every remaining row is stamped;
+    otherwise only the rows of ``asset_classes``.
+
     Returns the id of the sync run.
     """
     with store.write() as cur:
@@ -158,11 +163,17 @@ def record_sync(
             ((*row, finished_at, finished_at) for row in upserts),
         )
         cur.executemany("DELETE FROM assets WHERE symbol = ?", ((s,) for s in removed))
-        cur.execute(  # the rows just upserted already carry the stamp: skip rewriting them
-            f"UPDATE assets SET synced_at = ? WHERE asset_class IN ({_in(asset_classes)})"
-            " AND synced_at <> ?",
-            (finished_at, *asset_classes, finished_at),
-        )
+        # The rows just upserted already carry the stamp: skip rewriting them.
+        if every_class:
+            cur.execute(
+                "UPDATE assets SET synced_at = ? WHERE synced_at <> ?", (finished_at, finished_at)
+            )
+        else:
+            cur.execute(
+                f"UPDATE assets SET synced_at = ? WHERE asset_class IN ({_in(asset_classes)})"
+                " AND synced_at <> ?",
+                (finished_at, *asset_classes, finished_at),
+            )
         cur.execute(
             "INSERT INTO symbol_syncs(asset_classes, broker, started_at, finished_at, fetched,"
             " added, removed, changed, unchanged, diff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -94,7 +94,7 @@ def event_from_update(update: TradeUpdate, source: str = "direct") -> TailEvent:
         time=update.timestamp,
         event=update.event_raw or update.event.value,
         symbol=o.symbol,
-        side=o.side.value,
+        side=o.raw_value("side"),
         qty=update.qty,
         price=update.price if update.price is not None else o.filled_avg_price,
         filled_qty=o.filled_qty,
@@ -116,7 +116,7 @@ def event_from_fill(
         time=fill.timestamp,
         event=event,
         symbol=report.symbol,
-        side=report.side.value,
+        side=report.raw_value("side"),
         qty=fill.qty,
         price=fill.price,
         filled_qty=filled if filled is not None else report.filled_qty,
@@ -190,7 +190,7 @@ class DirectLedger:
                     time=report.updated_at or report.created_at,
                     event=report.raw_status,
                     symbol=report.symbol,
-                    side=report.side.value,
+                    side=report.raw_value("side"),
                     qty=None,
                     price=report.filled_avg_price,
                     filled_qty=report.filled_qty,
@@ -553,9 +553,7 @@ class StreamTail:
                     # a broker that is down may hold each attempt for long: say so meanwhile
                     last_word = now
                     why = f" (last error: {h.last_error})" if h.last_error else ""
-                    self.status(
-                        f"still not connected after {now - down_since:.0f}s{why}; retrying"
-                    )
+                    self.status(f"still not connected after {now - down_since:.0f}s{why}; retrying")
                 if self.direct or self.clock.monotonic() < next_check:
                     continue
                 next_check = self.clock.monotonic() + _LEASE_CHECK_EVERY

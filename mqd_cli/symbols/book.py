@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mqd_cli.model import OrderIntent
 from mqd_cli.symbols.properties import SymbolProperties, props_from_row
 from mqd_cli.symbols.rounding import Adjustment, RoundingError, round_intent
-from mqd_cli.symbols.rules import Problem, check_intent
+from mqd_cli.symbols.rules import Problem, check_intent, class_problem
 from mqd_cli.symbols.spelling import crypto_pair
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class SymbolBook:
     def round(self, intent: OrderIntent) -> tuple[OrderIntent, list[Adjustment]]:
         """Side-aware rounding; raises ``RoundingError`` when a size rounds to zero."""
         props = self.get(intent.symbol)
-        if props is None:
+        if props is None or not props.supported:  # no rounding rules for an unknown class
             return intent, []
         return round_intent(props, intent)
 
@@ -113,6 +113,9 @@ class SymbolBook:
         props = self.get(intent.symbol)
         if props is None:
             return None, [], [_unknown(intent.symbol)]
+        unsupported = class_problem(props)
+        if unsupported is not None:
+            return None, [], [unsupported]
         try:
             rounded, adjustments = round_intent(props, intent)
         except RoundingError as exc:
@@ -134,6 +137,9 @@ class SymbolBook:
             props = self.get(current.symbol)
             if props is None:
                 return None, [_unknown(current.symbol)]
+            unsupported = class_problem(props)
+            if unsupported is not None:
+                return None, [unsupported]
             try:
                 current, _ = round_intent(props, current)
             except RoundingError as exc:

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, NamedTuple, TypeVar
 
-from mqd_cli.model import AssetClass, AssetInfo, AssetStatus, Side
+from mqd_cli.model import SUPPORTED_ASSET_CLASSES, AssetClass, AssetInfo, AssetStatus, Side
 
 # US equity minimum price variation (Reg NMS Rule 612) as data: (prices at or above, tick),
 # highest first. The 2024 amendment's $0.005 tier, when it applies, is one more row here.
@@ -24,6 +24,7 @@ FRACTIONAL_QTY_INCREMENT = Decimal("0.000000001")  # Alpaca takes qty with up to
 NOTIONAL_INCREMENT = Decimal("0.01")
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
+_CASH_ONLY_CLASSES = frozenset({AssetClass.CRYPTO, AssetClass.CRYPTO_PERP})
 
 
 def equity_tick(price: Decimal) -> Decimal:
@@ -85,10 +86,32 @@ class SymbolProperties(NamedTuple):
     attributes: tuple[str, ...] = ()
     changed_at: datetime | None = None
     synced_at: datetime | None = None
+    # The class and status as the broker wrote them ("" = the enum's value): an asset of a class
+    # the enum does not know (``ipo``, ``us_index``, ...) is shown and refused under its own name.
+    raw_class: str = ""
+    raw_status: str = ""
 
     @property
     def is_crypto(self) -> bool:
         return self.asset_class is AssetClass.CRYPTO
+
+    @property
+    def class_text(self) -> str:
+        return self.raw_class or self.asset_class.value
+
+    @property
+    def status_text(self) -> str:
+        return self.raw_status or self.status.value
+
+    @property
+    def supported(self) -> bool:
+        """Whether mqd trades this asset's class (its order rules are known)."""
+        return self.asset_class in SUPPORTED_ASSET_CLASSES
+
+    @property
+    def marginable_buy(self) -> bool:
+        """Whether a buy may use margin: crypto and non-marginable assets are paid in cash."""
+        return self.marginable and self.asset_class not in _CASH_ONLY_CLASSES
 
     def tick(self, price: Decimal) -> Decimal:
         """Price increment for an order at ``price``: the asset's own, else the equity rule."""
@@ -125,6 +148,8 @@ class SymbolProperties(NamedTuple):
             a.margin_requirement_long,
             a.margin_requirement_short,
             tuple(a.attributes),
+            raw_class=a.class_text,
+            raw_status=a.status_text,
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -132,7 +157,13 @@ class SymbolProperties(NamedTuple):
         doc: dict[str, Any] = {}
         value: Any
         for name, value in zip(self._fields, self, strict=True):
-            if isinstance(value, Decimal):
+            if name in ("raw_class", "raw_status"):
+                continue
+            if name == "asset_class":
+                value = self.class_text
+            elif name == "status":
+                value = self.status_text
+            elif isinstance(value, Decimal):
                 value = plain(value)
             elif isinstance(value, datetime):
                 value = value.isoformat()
@@ -141,6 +172,9 @@ class SymbolProperties(NamedTuple):
             elif isinstance(value, AssetClass | AssetStatus):
                 value = value.value
             doc[name] = value
+        if not self.supported:
+            doc["orders"] = f"refused: mqd does not trade {self.class_text} assets"
+            return doc
         if not self.is_crypto:
             doc["tick_rule"] = [[plain(p), plain(t)] for p, t in US_EQUITY_TICKS]
         doc["qty_increment"] = plain(self.qty_increment)
@@ -171,10 +205,10 @@ def asset_row(a: AssetInfo, texts: dict[Decimal, str] | None = None) -> tuple:
     return (
         a.symbol,
         a.id,
-        a.asset_class.value,
+        a.class_text,
         a.exchange,
         _one_line(a.name),
-        a.status.value,
+        a.status_text,
         int(a.tradable),
         int(a.marginable),
         int(a.shortable),
@@ -218,6 +252,8 @@ def props_from_row(row: Any, decimals: dict[str, Decimal]) -> SymbolProperties:
         tuple(row[17].split(",")) if row[17] else (),
         datetime.fromisoformat(row[18]),
         datetime.fromisoformat(row[19]),
+        row[2],
+        row[5],
     )
 
 

@@ -4,7 +4,10 @@ Sub-penny prices are refused (0.01 tick at or above $1, 0.0001 below); fractiona
 orders need a fractionable asset, ``day`` time in force, market (or limit for qty) orders, at
 least $1, and cannot open a short; crypto uses the asset's ``min_order_size`` /
 ``min_trade_increment`` / ``price_increment`` and gtc/ioc only; extended hours need a limit +
-day order (see the README, "Symbol properties").
+day order (see the README, "Symbol properties"). An asset of a class mqd does not trade
+(``crypto_perp``, ``us_option``, a class the model does not know) gets one problem,
+``UNSUPPORTED_ASSET_CLASS`` naming the class as the broker wrote it, and no other check: its rules
+are unknown.
 """
 
 from __future__ import annotations
@@ -51,6 +54,17 @@ def _fix(intent: OrderIntent, **changes: Any) -> OrderIntent:
 # -- validation -----------------------------------------------------------------------------------
 
 
+def class_problem(props: SymbolProperties) -> Problem | None:
+    """``UNSUPPORTED_ASSET_CLASS`` when mqd does not trade the asset's class, else None."""
+    if props.supported:
+        return None
+    return Problem(
+        "UNSUPPORTED_ASSET_CLASS",
+        f"{props.symbol} is a {props.class_text} asset; mqd trades us_equity and crypto only",
+        "remove it from the universe; its order rules are unknown to mqd",
+    )
+
+
 def check_intent(
     props: SymbolProperties,
     intent: OrderIntent,
@@ -64,6 +78,9 @@ def check_intent(
     market and notional orders; ``position_qty`` is the signed current position, so a sell
     beyond it is recognised as opening a short.
     """
+    unsupported = class_problem(props)
+    if unsupported is not None:
+        return [unsupported]
     problems: list[Problem] = []
     add = problems.append
     sym = intent.symbol
@@ -71,7 +88,7 @@ def check_intent(
         add(
             Problem(
                 "INACTIVE",
-                f"{sym} is {props.status.value}, not active",
+                f"{sym} is {props.status_text}, not active",
                 "remove it from the universe or run `mqd symbols sync` if it was relisted",
             )
         )

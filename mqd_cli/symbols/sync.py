@@ -2,6 +2,18 @@
 
 The upsert, the removals and the sync record are one transaction; the report says what was
 added, removed and changed.
+
+Which classes are fetched: without ``asset_class`` every asset the broker lists. Alpaca's
+reference says ``/v2/assets`` defaults to ``asset_class=us_equity``, but the live service answers
+a request without the parameter with every class (alpaca-py#624: a ``crypto_perp`` asset at index
+32187 of an unfiltered ``get_all_assets()``; Alpaca-API#280; alpaca-py#277: crypto assets in it),
+so the sync asks once without a class and then, by name, for each class mqd trades
+(``TRADED_CLASSES``) that the answer lacked: one request against Alpaca, two against a server that
+applies the documented default (``mqd sim serve``). Nothing served is dropped: an asset of a class
+mqd does not trade (``crypto_perp``, ``us_option``, a class the enum does not know) is stored with
+its class as the broker wrote it and counted in ``SyncReport.unsupported``; ``mqd symbols
+validate`` refuses orders for it. Two assets under one symbol keep the first and are reported in
+``SyncReport.duplicates``.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from mqd_cli.model import SUPPORTED_ASSET_CLASSES, AssetClass, AssetInfo
 from mqd_cli.symbols.properties import asset_row
 
 if TYPE_CHECKING:
@@ -22,7 +35,11 @@ if TYPE_CHECKING:
     from mqd_cli.clock import Clock
     from mqd_cli.store import Store
 
-SYNC_CLASSES = ("us_equity", "crypto")
+# The classes mqd trades: always in a full sync, asked for by name when the unfiltered answer
+# lacks them.
+TRADED_CLASSES = tuple(sorted(c.value for c in SUPPORTED_ASSET_CLASSES))
+# What ``--asset-class`` accepts: every class the model knows.
+SYNC_CLASSES = tuple(c.value for c in AssetClass if c is not AssetClass.UNKNOWN)
 _CHUNK = 2000
 
 
@@ -41,7 +58,9 @@ class SyncReport:
     changed: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     unchanged: int = 0
     first_sync: bool = False
-    by_class: dict[str, int] = field(default_factory=dict)
+    by_class: dict[str, int] = field(default_factory=dict)  # by the class as the broker wrote it
+    unsupported: dict[str, int] = field(default_factory=dict)  # kept, classes mqd does not trade
+    duplicates: list[str] = field(default_factory=list)  # symbols served twice (first one kept)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -85,7 +104,8 @@ def sync(
     asset_class: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
-    """Fetch every asset of ``asset_class`` (default: us_equity and crypto) and store them.
+    """Fetch every asset of ``asset_class`` (default: every class, see the module docstring)
+    and store them.
 
     The upsert, the removals and the sync record are ONE transaction. ``progress(done, total)``
     is called with total 0 while fetching, then as assets are compared.
@@ -104,34 +124,41 @@ def _sync(
 ) -> SyncReport:
     from mqd_cli.store import symbols as db
 
-    classes = (asset_class,) if asset_class else SYNC_CLASSES
     started = clock.now()
     t0 = clock.monotonic()
     first = db.last_sync(store) is None
     if progress:
         progress(0, 0)
     fetched: dict[str, tuple] = {}
+    ids: dict[str, str] = {}
     by_class: dict[str, int] = {}
+    duplicates: list[str] = []
     texts: dict[Decimal, str] = {}  # the same few margin values repeat 35,000 times
-    for cls in classes:
-        assets = broker.list_assets(asset_class=cls)
-        by_class[cls] = len(assets)
-        for a in assets:
-            fetched[a.symbol] = asset_row(a, texts)
+    for a in _fetch(broker, asset_class):
+        seen = ids.get(a.symbol)
+        if seen is not None:
+            if seen != a.id:
+                duplicates.append(a.symbol)
+            continue
+        ids[a.symbol] = a.id
+        row = asset_row(a, texts)
+        fetched[a.symbol] = row
+        by_class[row[2]] = by_class.get(row[2], 0) + 1
     finished = clock.now()
     stamp = finished.isoformat()
     total = len(fetched)
     if progress:
         progress(0, total)
-    # The previous state from the snapshot: packed cores compare as plain strings.
-    lines: list[str] = []  # the new snapshot; other classes' lines are kept as they are
+    # The previous state from the snapshot: packed cores compare as plain strings. A full sync
+    # compares every stored asset; a one-class sync keeps the other classes' lines as they are.
+    lines: list[str] = []  # the new snapshot
     previous: dict[str, tuple[str, str]] = {}  # symbol -> (core, changed_at)
     for line in db.snapshot_lines(store):
         core, changed_at, _ = line.rsplit("\t", 2)
         sym, _, cls, _ = core.split("\t", 3)
-        if cls in classes:
+        if asset_class is None or cls == asset_class:
             previous[sym] = (core, changed_at)
-        else:
+        elif sym not in fetched:
             lines.append(line)
     fields = db.ASSET_FIELDS
     added: list[str] = []
@@ -158,9 +185,11 @@ def _sync(
             progress(i, total)
     removed = sorted(s for s in previous if s not in fetched)
     added.sort()
+    classes = (asset_class,) if asset_class else tuple(sorted(by_class))
+    supported = {c.value for c in SUPPORTED_ASSET_CLASSES}
     report = SyncReport(
         sync_id=0,  # known once recorded
-        asset_classes=tuple(classes),
+        asset_classes=classes,
         started_at=started,
         finished_at=finished,
         seconds=0.0,
@@ -171,10 +200,13 @@ def _sync(
         unchanged=total - len(added) - len(changed),
         first_sync=first,
         by_class=by_class,
+        unsupported={c: n for c, n in sorted(by_class.items()) if c not in supported},
+        duplicates=sorted(set(duplicates)),
     )
     sync_id = db.record_sync(
         store,
         asset_classes=classes,
+        every_class=asset_class is None,
         broker=getattr(broker, "name", type(broker).__name__),
         started_at=started.isoformat(),
         finished_at=stamp,
@@ -187,3 +219,16 @@ def _sync(
     if progress:
         progress(total, total)
     return dataclasses.replace(report, sync_id=sync_id, seconds=clock.monotonic() - t0)
+
+
+def _fetch(broker: Broker, asset_class: str | None) -> list[AssetInfo]:
+    """The assets to store: one class, or everything the broker lists plus, by name, each
+    class mqd trades that the unfiltered answer lacked (see the module docstring)."""
+    if asset_class:
+        return list(broker.list_assets(asset_class=asset_class))
+    assets = list(broker.list_assets())
+    served = {a.class_text for a in assets}
+    for cls in TRADED_CLASSES:
+        if cls not in served:
+            assets.extend(broker.list_assets(asset_class=cls))
+    return assets

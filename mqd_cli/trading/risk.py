@@ -20,7 +20,11 @@ Rules, in the order they are checked:
 8. ``max_position_notional``: allowed when |position after the fill| x price <= the limit.
 9. ``max_gross_exposure``: allowed when the sum of |position| x price over all symbols, after
    the fill, <= the limit.
-10. buying power (buys only, with ``check_buying_power``): allowed when value <= buying power.
+10. buying power (buys only, with ``check_buying_power``): allowed when value <= the buying
+    power that applies to the asset. Given the account's ``BuyingPower``, a marginable buy
+    (equities) is checked against Reg T buying power (``regt_buying_power``, else
+    ``buying_power``), a buy paid in cash (crypto, non-marginable assets: Alpaca does not lend on
+    them) against ``non_marginable_buying_power``. A plain number is used as it is.
 
 A limit of 0 switches its rule off. Values use the most conservative price: a limit or stop
 price above the market for a buy, the market price otherwise; notional intents use their
@@ -33,9 +37,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mqd_cli.config.settings import RiskSettings
-from mqd_cli.model import OrderIntent, Side
+from mqd_cli.model import AccountReport, OrderIntent, Side
+
+if TYPE_CHECKING:
+    from mqd_cli.symbols.properties import SymbolProperties
 
 _ZERO = Decimal(0)
 
@@ -59,6 +67,46 @@ class RiskDecision:
 
     def __bool__(self) -> bool:
         return self.allowed
+
+
+@dataclass(frozen=True)
+class BuyingPower:
+    """The two buying powers of an account the gate chooses between.
+
+    ``regt``: Reg T buying power, for marginable buys (equities). ``non_marginable``: the cash
+    buying power, for what Alpaca does not lend on (crypto, non-marginable assets).
+    """
+
+    regt: Decimal
+    non_marginable: Decimal
+
+    @classmethod
+    def of(cls, account: AccountReport) -> BuyingPower:
+        """From ``GET /v2/account``. A payload without ``regt_buying_power`` falls back to
+        ``buying_power``; without ``non_marginable_buying_power`` to the cash, never above the
+        buying power (the conservative reading)."""
+        regt = account.regt_buying_power
+        cash_only = account.non_marginable_buying_power
+        if cash_only is None:
+            cash_only = min(max(_ZERO, account.cash), account.buying_power)
+        return cls(
+            regt=account.buying_power if regt is None else regt,
+            non_marginable=cash_only,
+        )
+
+    def applicable(self, *, marginable: bool) -> tuple[Decimal, str]:
+        """The power that pays for a buy, and its name for a refusal."""
+        if marginable:
+            return self.regt, "Reg T buying power"
+        return self.non_marginable, "non-marginable buying power"
+
+
+def marginable(props: SymbolProperties | None, symbol: str) -> bool:
+    """Whether a buy of ``symbol`` may use margin: not for crypto or a non-marginable asset.
+    Without stored properties a pair (``BTC/USD``) counts as crypto, anything else as equity."""
+    if props is not None:
+        return props.marginable_buy
+    return "/" not in symbol
 
 
 def money(value: Decimal) -> str:
@@ -124,11 +172,14 @@ class RiskGate:
         positions: dict[str, Decimal],
         prices: dict[str, Decimal],
         open_orders: int,
-        buying_power: Decimal,
+        buying_power: Decimal | BuyingPower,
+        marginable: bool = True,
     ) -> RiskDecision:
         """Allow or refuse ``intent``. ``price`` is the symbol's current price; ``positions``
         are signed quantities by symbol and ``prices`` their current prices (used for gross
-        exposure); ``open_orders`` counts orders open now, before this one."""
+        exposure); ``open_orders`` counts orders open now, before this one. ``marginable``
+        says whether a buy of the symbol may use margin (see ``marginable``): it picks the
+        power of a ``BuyingPower``."""
         s = self.settings
         state = self.state
         if state is RiskState.HALTED:
@@ -216,11 +267,17 @@ class RiskGate:
                     f"max_gross_exposure: gross exposure "
                     f"would be {money(gross)} > limit {money(s.max_gross_exposure)}",
                 )
-        if s.check_buying_power and intent.side is Side.BUY and value > buying_power:
-            return _refuse(
-                "buying_power",
-                f"buying_power: order {money(value)} > buying power {money(buying_power)}",
-            )
+        if s.check_buying_power and intent.side is Side.BUY:
+            if isinstance(buying_power, BuyingPower):
+                available, name = buying_power.applicable(marginable=marginable)
+                why = "" if marginable else f" ({intent.symbol} is paid in cash, not on margin)"
+            else:
+                available, name, why = buying_power, "buying power", ""
+            if value > available:
+                return _refuse(
+                    "buying_power",
+                    f"buying_power: order {money(value)} > {name} {money(available)}{why}",
+                )
         return RiskDecision(True, "within limits")
 
     @staticmethod

@@ -19,6 +19,7 @@ from mqd_cli.model import (
     Bar,
     CalendarDay,
     ClockReport,
+    OrderClass,
     OrderReport,
     PositionReport,
     TradeUpdate,
@@ -93,7 +94,7 @@ def _order_to_wire(o: OrderReport, stream: bool) -> dict[str, Any]:
         "qty": num(o.qty),
         "filled_qty": num(o.filled_qty),
         "filled_avg_price": num(o.filled_avg_price),
-        "order_class": o.order_class,
+        "order_class": _order_class_text(o.order_class, raw),
         "order_type": order_type,
         "type": order_type,
         "side": _enum_text(o.side, raw, "side"),
@@ -114,6 +115,15 @@ def _order_to_wire(o: OrderReport, stream: bool) -> dict[str, Any]:
     if stream:  # stream copies of an order also carry cancel_requested_at (§4 examples)
         out["cancel_requested_at"] = stamp(o.cancel_requested_at)
     return out
+
+
+def _order_class_text(member: OrderClass, raw: Mapping[str, Any]) -> str:
+    """A simple order's class as it was received ("" or "simple"), else ``""``: what Alpaca
+    sends for one. Other classes: their value (an unknown one as received)."""
+    if member is OrderClass.SIMPLE:
+        sent = raw.get("order_class") if raw else None
+        return "simple" if sent == "simple" else ""
+    return _enum_text(member, raw, "order_class")
 
 
 def _position_intent(o: OrderReport) -> str | None:
@@ -184,43 +194,67 @@ def position_to_wire(p: PositionReport) -> dict[str, Any]:
     }
 
 
-def account_to_wire(a: AccountReport, created_at: datetime) -> dict[str, Any]:
-    """``GET /v2/account`` without the PDT fields Alpaca removed on 2026-07-06."""
+def account_to_wire(a: AccountReport, created_at: datetime | None = None) -> dict[str, Any]:
+    """``GET /v2/account`` with the fields, order and types of a real paper account after
+    Alpaca removed the PDT fields on 2026-07-06 (``tests/corpus/account/`` holds the payloads).
+
+    A field the report does not carry is derived as Alpaca defines it: Reg T buying power from
+    the buying power, non-marginable buying power from the cash, ``sma`` from the equity.
+    ``created_at`` stands in when the report has none (the simulator's account has no birth).
+    """
+    raw = a.raw or {}
+    zero = Decimal(0)
+    equity = a.equity
+    born = a.created_at if a.created_at is not None else created_at
+    asof = a.balance_asof if a.balance_asof is not None else (born.date() if born else None)
+
+    def either(value: Decimal | None, fallback: Decimal) -> str | None:
+        return num(value if value is not None else fallback)
+
+    admin = raw.get("admin_configurations")
+    user = raw.get("user_configurations")
     return {
         "id": a.id,
+        "admin_configurations": dict(admin) if isinstance(admin, Mapping) else {},
+        "user_configurations": dict(user) if isinstance(user, Mapping) else None,
         "account_number": a.account_number,
         "status": a.status,
-        "crypto_status": "ACTIVE",
+        "crypto_status": a.crypto_status or "ACTIVE",
+        "options_approved_level": a.options_approved_level or 0,
+        "options_trading_level": a.options_trading_level or 0,
         "currency": a.currency,
         "buying_power": num(a.buying_power),
-        "regt_buying_power": num(a.buying_power),
-        "non_marginable_buying_power": num(a.cash),
-        "options_buying_power": num(a.cash),
+        "regt_buying_power": either(a.regt_buying_power, a.buying_power),
+        "effective_buying_power": either(a.effective_buying_power, a.buying_power),
+        "non_marginable_buying_power": either(a.non_marginable_buying_power, max(zero, a.cash)),
+        "options_buying_power": either(a.options_buying_power, max(zero, a.cash)),
         "cash": num(a.cash),
-        "accrued_fees": "0",
-        "pending_transfer_in": "0",
-        "pending_transfer_out": "0",
-        "portfolio_value": num(a.portfolio_value if a.portfolio_value is not None else a.equity),
-        "equity": num(a.equity),
-        "last_equity": num(a.last_equity if a.last_equity is not None else a.equity),
-        "long_market_value": num(a.long_market_value),
-        "short_market_value": num(a.short_market_value),
-        "initial_margin": num(a.initial_margin),
-        "maintenance_margin": num(a.maintenance_margin),
-        "last_maintenance_margin": num(a.maintenance_margin),
-        "sma": num(a.equity),
+        "accrued_fees": either(a.accrued_fees, zero),
+        "pending_transfer_in": either(a.pending_transfer_in, zero),
+        "pending_transfer_out": either(a.pending_transfer_out, zero),
+        "portfolio_value": either(a.portfolio_value, equity),
+        "trading_blocked": a.trading_blocked,
+        "transfers_blocked": a.transfers_blocked,
+        "account_blocked": a.account_blocked,
+        "created_at": stamp(born),
+        "trade_suspended_by_user": a.trade_suspended_by_user,
         "multiplier": num(a.multiplier),
         "shorting_enabled": a.shorting_enabled,
-        "trading_blocked": a.trading_blocked,
-        "transfers_blocked": False,
-        "account_blocked": a.account_blocked,
-        "trade_suspended_by_user": False,
-        "created_at": stamp(created_at),
-        "balance_asof": created_at.date().isoformat(),
-        "options_approved_level": 0,
-        "options_trading_level": 0,
-        "intraday_adjustments": "0",
-        "pending_reg_taf_fees": "0",
+        "equity": num(equity),
+        "last_equity": either(a.last_equity, equity),
+        "long_market_value": num(a.long_market_value),
+        "short_market_value": num(a.short_market_value),
+        "position_market_value": either(
+            a.position_market_value, a.long_market_value + abs(a.short_market_value)
+        ),
+        "initial_margin": num(a.initial_margin),
+        "maintenance_margin": num(a.maintenance_margin),
+        "last_maintenance_margin": either(a.last_maintenance_margin, a.maintenance_margin),
+        "sma": either(a.sma, equity),
+        "balance_asof": asof.isoformat() if asof else None,
+        "crypto_tier": a.crypto_tier or 0,
+        "intraday_adjustments": either(a.intraday_adjustments, zero),
+        "pending_reg_taf_fees": either(a.pending_reg_taf_fees, zero),
     }
 
 

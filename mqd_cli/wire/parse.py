@@ -23,6 +23,7 @@ from mqd_cli.model import (
     Bar,
     CalendarDay,
     ClockReport,
+    OrderClass,
     OrderReport,
     OrderStatus,
     OrderType,
@@ -161,6 +162,16 @@ def _text(value: Any, name: str) -> str:
     return opt_str(value, name) or ""
 
 
+def whole(value: Any, name: str = "value") -> int | None:
+    """A whole number from a JSON integer or its text (``1``, ``"1"``); None/"" -> None."""
+    number = dec(value, name)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise PayloadError(f"{name}: expected a whole number, got {_show(value)}")
+    return int(number)
+
+
 def boolean(value: Any, name: str = "value", default: bool = False) -> bool:
     if value is None:
         return default
@@ -249,7 +260,7 @@ def _parse_order(data: Any, where: str) -> OrderReport:
         extended_hours=boolean(d.get("extended_hours"), p + "extended_hours"),
         asset_class=_asset_class(d.get("asset_class"), p + "asset_class"),
         asset_id=opt_str(d.get("asset_id"), p + "asset_id"),
-        order_class=_text(d.get("order_class"), p + "order_class"),
+        order_class=_enum(OrderClass, d.get("order_class"), p + "order_class", "simple"),
         legs=tuple(_parse_order(leg, f"{p}legs[{i}]") for i, leg in enumerate(legs)),
         expires_at=ts(d.get("expires_at"), p + "expires_at"),
         cancel_requested_at=ts(d.get("cancel_requested_at"), p + "cancel_requested_at"),
@@ -272,6 +283,7 @@ def parse_trade_update(data: Any) -> TradeUpdate:
         price=dec(d.get("price"), p + "price"),
         qty=dec(d.get("qty"), p + "qty"),
         position_qty=dec(d.get("position_qty"), p + "position_qty"),
+        raw=dict(d),
     )
 
 
@@ -303,27 +315,64 @@ def parse_position(data: Any) -> PositionReport:
 
 
 def parse_account(data: Any) -> AccountReport:
+    """``GET /v2/account``: the fields mqd reads typed, the whole payload in ``raw``."""
     d = _mapping(data, "account")
     p = "account."
+
+    def num(key: str) -> Decimal | None:
+        return dec(d.get(key), p + key)
+
+    def flag(key: str) -> bool:
+        return boolean(d.get(key), p + key)
+
+    for key in ("admin_configurations", "user_configurations"):
+        if d.get(key) is not None:  # kept in ``raw``; a wrong shape is refused, not carried
+            _mapping(d.get(key), p + key)
+    pdt = d.get("pattern_day_trader")
     zero = Decimal("0")
     return AccountReport(
         id=req_str(d, "id", p),
         account_number=req_str(d, "account_number", p),
         status=req_str(d, "status", p),
         currency=_text(d.get("currency"), p + "currency") or "USD",
-        cash=dec(d.get("cash"), p + "cash") or zero,
-        equity=dec(d.get("equity"), p + "equity") or zero,
-        buying_power=dec(d.get("buying_power"), p + "buying_power") or zero,
-        portfolio_value=dec(d.get("portfolio_value"), p + "portfolio_value"),
-        long_market_value=dec(d.get("long_market_value"), p + "long_market_value") or zero,
-        short_market_value=dec(d.get("short_market_value"), p + "short_market_value") or zero,
-        initial_margin=dec(d.get("initial_margin"), p + "initial_margin") or zero,
-        maintenance_margin=dec(d.get("maintenance_margin"), p + "maintenance_margin") or zero,
-        last_equity=dec(d.get("last_equity"), p + "last_equity"),
-        multiplier=dec(d.get("multiplier"), p + "multiplier") or Decimal("1"),
-        shorting_enabled=boolean(d.get("shorting_enabled"), p + "shorting_enabled"),
-        trading_blocked=boolean(d.get("trading_blocked"), p + "trading_blocked"),
-        account_blocked=boolean(d.get("account_blocked"), p + "account_blocked"),
+        cash=num("cash") or zero,
+        equity=num("equity") or zero,
+        buying_power=num("buying_power") or zero,
+        portfolio_value=num("portfolio_value"),
+        long_market_value=num("long_market_value") or zero,
+        short_market_value=num("short_market_value") or zero,
+        initial_margin=num("initial_margin") or zero,
+        maintenance_margin=num("maintenance_margin") or zero,
+        last_equity=num("last_equity"),
+        multiplier=num("multiplier") or Decimal("1"),
+        shorting_enabled=flag("shorting_enabled"),
+        trading_blocked=flag("trading_blocked"),
+        account_blocked=flag("account_blocked"),
+        crypto_status=opt_str(d.get("crypto_status"), p + "crypto_status"),
+        regt_buying_power=num("regt_buying_power"),
+        non_marginable_buying_power=num("non_marginable_buying_power"),
+        options_buying_power=num("options_buying_power"),
+        daytrading_buying_power=num("daytrading_buying_power"),
+        effective_buying_power=num("effective_buying_power"),
+        bod_dtbp=num("bod_dtbp"),
+        sma=num("sma"),
+        accrued_fees=num("accrued_fees"),
+        pending_transfer_in=num("pending_transfer_in"),
+        pending_transfer_out=num("pending_transfer_out"),
+        last_maintenance_margin=num("last_maintenance_margin"),
+        position_market_value=num("position_market_value"),
+        intraday_adjustments=num("intraday_adjustments"),
+        pending_reg_taf_fees=num("pending_reg_taf_fees"),
+        options_approved_level=whole(d.get("options_approved_level"), p + "options_approved_level"),
+        options_trading_level=whole(d.get("options_trading_level"), p + "options_trading_level"),
+        crypto_tier=whole(d.get("crypto_tier"), p + "crypto_tier"),
+        pattern_day_trader=None if pdt is None else boolean(pdt, p + "pattern_day_trader"),
+        daytrade_count=whole(d.get("daytrade_count"), p + "daytrade_count"),
+        transfers_blocked=flag("transfers_blocked"),
+        trade_suspended_by_user=flag("trade_suspended_by_user"),
+        created_at=ts(d.get("created_at"), p + "created_at"),
+        balance_asof=_date(d.get("balance_asof"), p + "balance_asof"),
+        raw=dict(d),
     )
 
 
@@ -487,6 +536,7 @@ def parse_clock(data: Any) -> ClockReport:
         is_open=_req_bool(d, "is_open", "clock."),
         next_open=req_ts(d.get("next_open"), "clock.next_open"),
         next_close=req_ts(d.get("next_close"), "clock.next_close"),
+        raw=dict(d),
     )
 
 
@@ -528,12 +578,19 @@ def parse_calendar_day(data: Any) -> CalendarDay:
         session_open=_hhmm(d.get("session_open"), "calendar.session_open"),
         session_close=_hhmm(d.get("session_close"), "calendar.session_close"),
         settlement_date=_date(d.get("settlement_date"), "calendar.settlement_date"),
+        raw=dict(d),
     )
 
 
+_BAR_KEYS = frozenset({"t", "o", "h", "l", "c", "v", "n", "vw"})
+
+
 def parse_bar(symbol: str, data: Any) -> Bar:
+    """One data-API bar. Keys beyond Alpaca's eight are kept in ``Bar.extra``."""
     d = _mapping(data, "bar")
-    n = dec(d.get("n"), "bar.n")
+    extra = (
+        () if _BAR_KEYS.issuperset(d) else tuple((k, v) for k, v in d.items() if k not in _BAR_KEYS)
+    )
     return Bar(
         symbol=symbol,
         timestamp=req_ts(d.get("t"), "bar.t"),
@@ -542,6 +599,7 @@ def parse_bar(symbol: str, data: Any) -> Bar:
         low=req_dec(d.get("l"), "bar.l"),
         close=req_dec(d.get("c"), "bar.c"),
         volume=dec(d.get("v"), "bar.v") or Decimal("0"),
-        trade_count=int(n) if n is not None and n == n.to_integral_value() else None,
+        trade_count=whole(d.get("n"), "bar.n"),
         vwap=dec(d.get("vw"), "bar.vw"),
+        extra=extra,
     )

@@ -120,7 +120,21 @@ class SimAccount:
         return max(ZERO, (equity - im) * mult)
 
     def report(self, now: datetime) -> AccountReport:
+        """The account at ``now`` with Alpaca's buying powers.
+
+        ``buying_power`` is by multiplier (see the module docstring); Reg T buying power is the
+        overnight one, (equity - initial margin) x 2 on a margin account, the cash on a cash
+        account; non-marginable buying power, what crypto and non-marginable assets may use, is
+        the cash not needed as margin: min(cash, equity - initial margin), never below zero.
+        """
+        from mqd_cli.market_calendar import EXCHANGE_TZ, previous_trading_day
+
         equity, lmv, smv, im, mm = self.totals(now)
+        mult = self.settings.multiplier
+        excess = max(ZERO, equity - im)
+        cash_only = max(ZERO, self.cash)
+        margin = mult >= 2
+        buying_power = self.buying_power(now)
         return AccountReport(
             id=self.account_id,
             account_number=self.account_number,
@@ -128,15 +142,32 @@ class SimAccount:
             currency="USD",
             cash=self.cash,
             equity=equity,
-            buying_power=self.buying_power(now),
+            buying_power=buying_power,
             portfolio_value=equity,
             long_market_value=lmv,
             short_market_value=smv,
             initial_margin=im,
             maintenance_margin=mm,
             last_equity=self.last_equity,
-            multiplier=Decimal(self.settings.multiplier),
-            shorting_enabled=self.settings.multiplier >= 2,
+            multiplier=Decimal(mult),
+            shorting_enabled=margin,
+            crypto_status="ACTIVE",
+            regt_buying_power=excess * 2 if margin else cash_only,
+            non_marginable_buying_power=min(cash_only, excess) if margin else cash_only,
+            options_buying_power=excess if margin else cash_only,
+            effective_buying_power=buying_power,
+            sma=equity,
+            accrued_fees=ZERO,
+            pending_transfer_in=ZERO,
+            pending_transfer_out=ZERO,
+            last_maintenance_margin=mm,
+            position_market_value=lmv + abs(smv),
+            intraday_adjustments=ZERO,
+            pending_reg_taf_fees=ZERO,
+            options_approved_level=0,
+            options_trading_level=0,
+            crypto_tier=0,
+            balance_asof=previous_trading_day(now.astimezone(EXCHANGE_TZ).date()),
         )
 
     def position_report(self, pos: SimPosition, now: datetime, held: Decimal) -> PositionReport:

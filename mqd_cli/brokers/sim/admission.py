@@ -10,6 +10,12 @@ error it would get there.
 Buying power counts what working orders that open or add to a position already hold; sells
 must be covered by the long position minus what other sells hold, or be an allowed short
 (whole shares of an easy-to-borrow asset on a margin account, never long-to-short at once).
+
+Advanced orders (``_check_order_class``): bracket, oco and oto are equity orders of whole
+shares, ``day`` or ``gtc``, never extended hours. A bracket opens a position from flat and
+needs both legs, an oto one leg, an oco is a limit order closing a position with both. The legs
+must sit on the right side of the base price (the entry's limit or stop, else the last trade)
+by a cent, and the take-profit beyond the stop-loss.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from mqd_cli.model import (
     AssetClass,
     AssetInfo,
     AssetStatus,
+    OrderClass,
     OrderIntent,
+    OrderStatus,
     OrderType,
     Side,
     TimeInForce,
@@ -164,9 +172,14 @@ def admit_new(
         raise invalid("qty must be > 0")
     if notional is not None and notional <= 0:
         raise invalid("notional must be > 0")
+    limit_price = intent.limit_price
+    if intent.order_class is OrderClass.OCO and limit_price is None:
+        limit_price = intent.take_profit_limit_price  # an oco order's limit is its take-profit
+        if limit_price is None:
+            raise invalid("oco orders require take_profit.limit_price")
     _check_prices(
         intent.type,
-        intent.limit_price,
+        limit_price,
         intent.stop_price,
         intent.trail_price,
         intent.trail_percent,
@@ -195,9 +208,13 @@ def admit_new(
             raise invalid("fractional orders must be DAY orders")
         if notional is not None and intent.type is not OrderType.MARKET:
             raise invalid("notional orders must be market orders")
-    _check_client_order_id_unused(cid, client_ids)
+        if fractional and intent.order_class is not OrderClass.SIMPLE:
+            raise unprocessable("fractional orders must be simple orders")
     last = account.price_at(asset.symbol, now)
     pos_qty = account.position_qty(asset.symbol)
+    if intent.order_class is not OrderClass.SIMPLE:
+        _check_order_class(intent, asset, last, pos_qty)
+    _check_client_order_id_unused(cid, client_ids)
     if qty is not None:
         est_qty = qty
     elif notional is not None:
@@ -217,7 +234,7 @@ def admit_new(
     elif pos_qty < 0:
         opening = max(ZERO, est_qty + pos_qty)
     if opening > 0:
-        price = _estimate(intent.type, intent.side, intent.limit_price, intent.stop_price, last)
+        price = _estimate(intent.type, intent.side, limit_price, intent.stop_price, last)
         cost = notional if notional is not None and intent.side is Side.BUY else (opening * price)
         if crypto or account.settings.multiplier <= 1:
             available = account.cash - _reserved(account, working, now, crypto_only=crypto)
@@ -263,8 +280,17 @@ def admit_replacement(
     The new qty is ``qty`` when given, else what the old order had left; ``trail`` changes
     whichever of trail_price / trail_percent a trailing stop uses.
     """
-    if not old.is_working:
+    if not (old.is_working or old.status is OrderStatus.HELD):  # a held leg may be replaced
         raise already_final(old)
+    grouped = old.order_class is not OrderClass.SIMPLE
+    if grouped and qty is not None and qty != old.qty:
+        raise invalid("qty of an order with legs or of a leg cannot be replaced")
+    for name, value, carries in (
+        ("limit_price", limit_price, LIMIT_TYPES),
+        ("stop_price", stop_price, STOP_TYPES),
+    ):
+        if value is not None and old.type not in carries and old.type is not _TRAILING:
+            raise invalid(f"{old.type.value} orders must not have {name}")
     fractional_ok = old.asset.asset_class is AssetClass.CRYPTO
     if old.notional is not None or (
         old.qty is not None and not is_whole(old.qty) and not fractional_ok
@@ -289,8 +315,8 @@ def admit_replacement(
         stop = None
     _check_prices(old.type, limit, stop, trail_price, trail_pct, old.asset)
     tif = time_in_force or old.tif
-    if new_qty is None:
-        pass  # unreachable: only a notional order has no qty, and those were refused above
+    if new_qty is None or old.parent is not None:
+        pass  # no qty (refused above), or a leg: it closes what its group opened
     elif old.side is Side.SELL:
         _check_sell(
             old.asset,
@@ -309,6 +335,101 @@ def admit_replacement(
         if cost > available:
             raise _insufficient_buying_power(available, cost)
     return Replacement(new_qty, limit, stop, trail_price, trail_pct, tif)
+
+
+# -- advanced orders ------------------------------------------------------------------------------
+
+_TRAILING = OrderType.TRAILING_STOP
+_CENT = Decimal("0.01")
+
+
+def _check_order_class(
+    intent: OrderIntent, asset: AssetInfo, last: Decimal, pos_qty: Decimal
+) -> None:
+    """Alpaca's rules for bracket, oco and oto orders (the messages are Alpaca's where known:
+    see the README's table)."""
+    cls = intent.order_class
+    name = cls.value
+    if cls not in (OrderClass.BRACKET, OrderClass.OCO, OrderClass.OTO):
+        raise unprocessable(f"order_class {name} is not supported for {asset.symbol}")
+    if asset.asset_class is AssetClass.CRYPTO:
+        raise unprocessable("crypto orders must be simple orders")
+    tp, sl = intent.take_profit_limit_price, intent.stop_loss_stop_price
+    sl_limit = intent.stop_loss_limit_price
+    if cls is OrderClass.OTO:
+        if tp is None and sl is None:
+            raise invalid("oto orders require either take_profit or stop_loss")
+        if tp is not None and sl is not None:
+            raise invalid("oto orders take either take_profit or stop_loss, not both")
+    else:
+        if tp is None:
+            raise invalid(f"{name} orders require take_profit.limit_price")
+        if sl is None:
+            raise invalid(f"{name} orders require stop_loss.stop_price")
+    if sl_limit is not None and sl is None:
+        raise invalid("stop_loss.limit_price requires stop_loss.stop_price")
+    for field_name, value in (
+        ("take_profit.limit_price", tp),
+        ("stop_loss.stop_price", sl),
+        ("stop_loss.limit_price", sl_limit),
+    ):
+        if value is None:
+            continue
+        if value <= 0:
+            raise invalid(f"{field_name} must be > 0")
+        if value != value.quantize(equity_tick(value), ROUND_DOWN):
+            raise _sub_penny(field_name, value)
+    if intent.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+        raise unprocessable(f"{name} orders must be DAY or GTC orders")
+    if intent.extended_hours:
+        raise unprocessable("extended hours orders must be simple orders")
+    if intent.type is _TRAILING:
+        raise unprocessable(f"{name} orders cannot be trailing_stop orders")
+    buy = intent.side is Side.BUY
+    if cls is OrderClass.OCO:
+        if intent.type is not OrderType.LIMIT:
+            raise unprocessable("oco orders must be limit orders")
+        if intent.limit_price is not None and intent.limit_price != tp:
+            raise invalid("an oco order's limit_price must equal take_profit.limit_price")
+        if (pos_qty > 0 and buy) or (pos_qty < 0 and not buy) or pos_qty == 0:
+            raise unprocessable("oco orders must be exit orders")
+        base = last  # both exits work at once: against the market
+    else:
+        if cls is OrderClass.BRACKET and pos_qty != 0:
+            raise unprocessable("bracket orders must be entry orders")
+        if intent.type in LIMIT_TYPES and intent.limit_price is not None:
+            base = intent.limit_price
+        elif intent.type is OrderType.STOP and intent.stop_price is not None:
+            base = intent.stop_price
+        else:
+            base = last
+    # the legs exit: a long's take-profit above the base and its stop below; a short's mirrored
+    long = buy if cls is not OrderClass.OCO else not buy
+    if tp is not None and sl is not None and ((tp <= sl) if long else (tp >= sl)):
+        op = ">" if long else "<"
+        raise unprocessable(f"take_profit.limit_price must be {op} stop_loss.stop_price")
+    if tp is not None and cls is not OrderClass.OCO:
+        bound = base + _CENT if long else base - _CENT
+        if (tp < bound) if long else (tp > bound):
+            op = ">=" if long else "<="
+            sign = "+" if long else "-"
+            raise reject(
+                422,
+                42210000,
+                f"take_profit.limit_price must be {op} base_price {sign} 0.01",
+                base_price=num(base),
+            )
+    if sl is not None:
+        bound = base - _CENT if long else base + _CENT
+        if (sl > bound) if long else (sl < bound):
+            op = "<=" if long else ">="
+            sign = "-" if long else "+"
+            raise reject(
+                422,
+                42210000,
+                f"stop_loss.stop_price must be {op} base_price {sign} 0.01",
+                base_price=num(base),
+            )
 
 
 # -- the shared checks ----------------------------------------------------------------------------

@@ -13,12 +13,15 @@ order life cycle and its events. The rest lives next to it:
 * sim_account.py: positions, cash, equity, margin and buying power in Decimal.
 * sim_orders.py: the order record and its ``OrderReport``.
 * sim_assets.py: the asset universe.
+* sim_legs.py: the groups of bracket, oco and oto orders (held legs, one-cancels-other).
 
 Order life cycle. Submit in session: ``pending_new`` then ``new`` (the returned report is
 ``new``); off hours (``market_hours = "nyse"``): ``accepted``, then ``new`` at the first bar
 the order may trade in. Fills: ``partial_fill`` / ``fill``. Cancel: ``pending_cancel`` then
 ``canceled``. Replace: ``pending_replace`` (old), ``replaced`` (old, ``replaced_by``), ``new``
 (new order, ``replaces``). ``expired`` at a day order's close; ioc/fok remainders ``canceled``.
+Advanced orders (``legs.py``): legs are ``held`` with no event of their own until they work
+(``new``); ending one order of a group without a fill cancels the rest of the group.
 
 Everything random (ids, execution ids, partial fills) comes from generators seeded by
 ``settings.seed``: the same calls at the same clock times give the same ids, fills and events.
@@ -40,8 +43,22 @@ from mqd_cli.brokers.sim.account import SimAccount, SimPosition
 from mqd_cli.brokers.sim.admission import admit_new, admit_replacement, already_final, not_found
 from mqd_cli.brokers.sim.assets import START_PRICES, default_assets, generate_universe
 from mqd_cli.brokers.sim.bars import feed_bars
+from mqd_cli.brokers.sim.legs import (
+    follow_partial_fill,
+    group_of,
+    new_legs,
+    relink,
+    waits_for_parent,
+)
 from mqd_cli.brokers.sim.matching import MarketPoint, fill_qty, market_points, match_price
-from mqd_cli.brokers.sim.orders import ZERO, SimOrder, held_for_sells, new_order, report
+from mqd_cli.brokers.sim.orders import (
+    STOP_LOSS,
+    ZERO,
+    SimOrder,
+    held_for_sells,
+    new_order,
+    report,
+)
 from mqd_cli.brokers.sim.prices import CsvPrices, SyntheticPrices, read_bars_csv
 from mqd_cli.model import (
     AccountReport,
@@ -52,6 +69,7 @@ from mqd_cli.model import (
     CancelResult,
     ClockReport,
     FillReport,
+    OrderClass,
     OrderIntent,
     OrderReport,
     OrderStatus,
@@ -151,6 +169,8 @@ class SimBroker:
         self._outbox: list[TradeUpdate] = []
         self._last_now: datetime | None = None
         self._alt_walks: dict[timedelta, SyntheticPrices] = {}
+        # Legs that started working during the current step: matched in a further pass of it.
+        self._activated: list[SimOrder] = []
 
     # -- prices ---------------------------------------------------------------------------------
 
@@ -244,15 +264,20 @@ class SimBroker:
         if self._last_now is not None and now < self._last_now:
             now = self._last_now
         self.account.roll_day(now)
-        points: list[tuple[MarketPoint, SimOrder]] = []
         bar_cache: dict[tuple[str, datetime], list[Bar]] = {}
         nyse = self._nyse
-        for o in self._working.values():
-            points.extend((p, o) for p in market_points(o, now, self.prices, bar_cache, nyse=nyse))
-        points.sort(key=lambda po: (po[0].ts, po[0].prio, po[0].seq))
-        for point, o in points:
-            if o.is_working:
-                self._apply_point(o, point)
+        batch = list(self._working.values())
+        while batch:  # legs a fill activated get a pass of their own, from their activation on
+            self._activated = []
+            points: list[tuple[MarketPoint, SimOrder]] = []
+            for o in batch:
+                for p in market_points(o, now, self.prices, bar_cache, nyse=nyse):
+                    points.append((p, o))
+            points.sort(key=lambda po: (po[0].ts, po[0].prio, po[0].seq))
+            for point, o in points:
+                if o.is_working:
+                    self._apply_point(o, point)
+            batch = [o for o in self._activated if o.is_working]
         for o in self._working.values():
             o.seen_until = now
         self._last_now = now
@@ -264,7 +289,12 @@ class SimBroker:
         ``list_orders`` no longer find them. Fills, positions and cash are unchanged. Returns
         how many orders were archived."""
         with self._lock:
-            done = [o for o in self._orders.values() if o.id not in self._working]
+            done = [
+                o
+                for o in self._orders.values()
+                if o.id not in self._working
+                and not any(m.status.is_open for m in group_of(o))  # a held leg waits
+            ]
             for o in done:
                 del self._orders[o.id]
                 self._by_client_id[o.client_order_id] = None
@@ -283,7 +313,10 @@ class SimBroker:
             o.status = OrderStatus.NEW
             o.updated_at = ts
             self._emit(TradeEvent.NEW, o, ts)
+        held = o.status is OrderStatus.HELD  # an armed stop-loss leg
         price = match_price(o, point, self.settings)
+        if held and (price is not None or o.triggered):
+            self._trigger(o, ts)
         if price is not None:
             qty = fill_qty(o, price, point.bar_start, self.settings, self._fill_rng)
             if qty is None:  # fok that cannot fill whole
@@ -339,16 +372,76 @@ class SimBroker:
             qty=qty,
             position_qty=position_qty,
         )
+        if o.order_class is not OrderClass.SIMPLE:
+            self._after_group_fill(o, done, ts)
 
-    def _finish(self, o: SimOrder, status: OrderStatus, event: TradeEvent, ts: datetime) -> None:
+    def _after_group_fill(self, o: SimOrder, done: bool, ts: datetime) -> None:
+        """A fill in a group: a completely filled entry activates its legs; one-cancels-other
+        siblings are canceled by a complete fill and shrink to what is left after a partial."""
+        if done:
+            for s in o.siblings:
+                if s.status.is_open:
+                    self._finish(s, OrderStatus.CANCELED, TradeEvent.CANCELED, ts, cascade=False)
+            for leg in o.legs:
+                if waits_for_parent(leg) and leg.status is OrderStatus.HELD:
+                    self._activate(leg, ts)
+        else:
+            follow_partial_fill(o)
+
+    def _activate(self, leg: SimOrder, ts: datetime) -> None:
+        """A held leg starts working (its entry filled). A bracket's stop-loss stays ``held``,
+        watching its stop; the rest become ``new``."""
+        leg.seen_until = ts  # it sees the market from now on, not since it was submitted
+        leg.updated_at = ts
+        if sim_hours.keeps_nyse_hours(leg.asset, self._nyse):
+            sim_hours.schedule(leg, ts)
+        self._working[leg.id] = leg
+        self._activated.append(leg)
+        if leg.role == STOP_LOSS and leg.order_class is OrderClass.BRACKET:
+            leg.armed = True
+            return
+        leg.status = OrderStatus.NEW
+        self._emit(TradeEvent.NEW, leg, ts)
+
+    def _trigger(self, o: SimOrder, ts: datetime) -> None:
+        """A held stop-loss leg's stop was reached: it becomes ``new`` and its sibling (the
+        take-profit) is canceled, as Alpaca does when the stop triggers."""
+        o.armed = False
+        o.status = OrderStatus.NEW
+        o.updated_at = ts
+        self._emit(TradeEvent.NEW, o, ts)
+        for s in o.siblings:
+            if s.status.is_open:
+                self._finish(s, OrderStatus.CANCELED, TradeEvent.CANCELED, ts, cascade=False)
+
+    def _finish(
+        self,
+        o: SimOrder,
+        status: OrderStatus,
+        event: TradeEvent,
+        ts: datetime,
+        *,
+        cascade: bool = True,
+    ) -> list[SimOrder]:
+        """End ``o``; with ``cascade``, a cancel or expiry also cancels the rest of its group
+        that is still open. Returns the orders ended."""
         o.status = status
         o.updated_at = ts
+        o.armed = False
         self._working.pop(o.id, None)
         if status is OrderStatus.CANCELED:
             o.canceled_at = ts
         elif status is OrderStatus.EXPIRED:
             o.expired_at = ts
         self._emit(event, o, ts)
+        ended = [o]
+        if cascade and o.order_class is not OrderClass.SIMPLE:
+            for m in group_of(o):
+                if m is not o and m.status.is_open:
+                    ended += self._finish(
+                        m, OrderStatus.CANCELED, TradeEvent.CANCELED, ts, cascade=False
+                    )
+        return ended
 
     # -- Broker: account and positions ----------------------------------------------------------
 
@@ -388,17 +481,27 @@ class SimBroker:
         until: datetime | None = None,
         symbols: Sequence[str] | None = None,
         limit: int | None = None,
+        nested: bool = False,
     ) -> list[OrderReport]:
-        """Orders newest first (submission time), filtered like ``GET /v2/orders``."""
+        """Orders newest first (submission time), filtered like ``GET /v2/orders``.
+
+        Flat (the default), every order is listed, legs included, none with its legs. With
+        ``nested`` the legs are listed under their parent only; a group is open while any of
+        its orders is, so it is in exactly one of ``open`` and ``closed``.
+        """
         wanted = {self._canonical(s) for s in symbols} if symbols else None
         with self._lock:
             out = []
             for o in sorted(
                 self._orders.values(), key=lambda o: (o.created_at, o.seq), reverse=True
             ):
-                if status == "open" and not o.status.is_open:
+                if nested and o.parent is not None:
                     continue
-                if status == "closed" and o.status.is_open:
+                members = group_of(o) if nested else (o,)
+                is_open = any(m.status.is_open for m in members)
+                if status == "open" and not is_open:
+                    continue
+                if status == "closed" and is_open:
                     continue
                 if after is not None and o.created_at <= after:
                     continue
@@ -406,7 +509,7 @@ class SimBroker:
                     continue
                 if wanted is not None and o.symbol not in wanted:
                     continue
-                out.append(report(o))
+                out.append(report(o, nested=nested))
                 if limit is not None and len(out) >= limit:
                     break
             return out
@@ -448,9 +551,27 @@ class SimBroker:
                 client_order_id=cid if cid is not None else self._new_id(),
                 position_intent=position_intent,
             )
+            if intent.order_class is not OrderClass.SIMPLE:
+                self._book_legs(o, intent, now)
             order = self._place(o, now)
         self._deliver()
         return order
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _book_legs(self, o: SimOrder, intent: OrderIntent, now: datetime) -> None:
+        """Create an advanced order's held legs; an oco's stop-loss watches its stop at once."""
+        o.legs = new_legs(o, intent, now, new_id=self._new_id, next_seq=self._next_seq)
+        for leg in o.legs:
+            self._orders[leg.id] = leg
+            self._by_client_id[leg.client_order_id] = leg
+            if not waits_for_parent(leg):
+                leg.armed = True
+                self._working[leg.id] = leg
+                if sim_hours.keeps_nyse_hours(leg.asset, self._nyse):
+                    sim_hours.schedule(leg, now)
 
     def _place(self, o: SimOrder, now: datetime, *, replacing: bool = False) -> OrderReport:
         """Book an admitted order, emit its first events and return it as accepted; with
@@ -482,19 +603,20 @@ class SimBroker:
         return asset.symbol if asset else symbol.upper()
 
     def cancel_order(self, order_id: str) -> None:
-        """``pending_cancel`` then ``canceled``; 422 when the order is already final."""
+        """``pending_cancel`` then ``canceled``; 422 when the order is already final.
+        Cancelling any order of a bracket, oco or oto cancels the rest of its group."""
         with self._lock:
             o = self._order_or_404(order_id)
             self._cancel(o, self.clock.now())
         self._deliver()
 
-    def _cancel(self, o: SimOrder, now: datetime) -> None:
-        if not o.is_working:
+    def _cancel(self, o: SimOrder, now: datetime) -> list[SimOrder]:
+        if not (o.is_working or o.status is OrderStatus.HELD):
             raise already_final(o)
         o.status = OrderStatus.PENDING_CANCEL
         o.updated_at = now
         self._emit(TradeEvent.PENDING_CANCEL, o, now)
-        self._finish(o, OrderStatus.CANCELED, TradeEvent.CANCELED, now)
+        return self._finish(o, OrderStatus.CANCELED, TradeEvent.CANCELED, now)
 
     def cancel_all_orders(self) -> list[CancelResult]:
         """Cancel every working order: one row per order with status 200 (Alpaca's 207 body)."""
@@ -503,8 +625,8 @@ class SimBroker:
             out = []
             for o in sorted(self._working.values(), key=lambda o: o.seq):
                 if o.is_working:
-                    self._cancel(o, now)
-                    out.append(CancelResult(order_id=o.id, status=200, order=report(o)))
+                    for done in self._cancel(o, now):
+                        out.append(CancelResult(order_id=done.id, status=200, order=report(done)))
         self._deliver()
         return out
 
@@ -522,11 +644,13 @@ class SimBroker:
         """A new order replaces a working one: events ``pending_replace`` and ``replaced`` on
         the old order (``replaced_by``), ``new`` on the new one (``replaces``).
 
-        The new qty is ``qty`` when given, else what the old order had left.
+        The new qty is ``qty`` when given, else what the old order had left. A leg's successor
+        takes its place in the group; one of a held leg starts held (event ``held``).
         """
         with self._lock:
             now = self.clock.now()
             old = self._order_or_404(order_id)
+            held = old.status is OrderStatus.HELD
             terms = admit_replacement(
                 old,
                 now,
@@ -559,11 +683,29 @@ class SimBroker:
             self._emit(TradeEvent.PENDING_REPLACE, old, now)
             old.status = OrderStatus.REPLACED
             old.replaced_at = now
-            del self._working[old.id]
+            old.armed = False
+            self._working.pop(old.id, None)
             old.replaced_by = new.id
             self._emit(TradeEvent.REPLACED, old, now)
-            order = self._place(new, now, replacing=True)
+            relink(old, new)
+            order = self._hold(new, now) if held else self._place(new, now, replacing=True)
         self._deliver()
+        return order
+
+    def _hold(self, o: SimOrder, now: datetime) -> OrderReport:
+        """Book the successor of a held leg: held too, watching its stop when its group is
+        live (``armed``), else waiting for its entry."""
+        o.status = OrderStatus.HELD
+        self._orders[o.id] = o
+        self._by_client_id[o.client_order_id] = o
+        if o.armed:
+            self._working[o.id] = o
+            if sim_hours.keeps_nyse_hours(o.asset, self._nyse):
+                sim_hours.schedule(o, now)
+        self._emit(TradeEvent.HELD, o, now)
+        order = report(o)
+        if self.auto_step:
+            self._step_locked()
         return order
 
     def close_position(self, symbol: str, qty: Decimal | None = None) -> OrderReport:
