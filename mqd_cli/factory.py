@@ -275,11 +275,13 @@ class Services:
         """The engine over this broker, market clock, risk gate and symbols; a simulated
         exchange is stepped by the engine and charges [sim] fees."""
         from mqd_cli.trading.engine import Engine
+        from mqd_cli.trading.protective import ProtectiveStops
         from mqd_cli.trading.risk import RiskGate
 
         if self.is_sim:
             options.setdefault("step_broker", True)
             options.setdefault("fee_per_share", self.settings.sim.fee_per_share)
+        options.setdefault("protective", ProtectiveStops.from_settings(self.settings.risk))
         return Engine(
             strategy=strategy,
             broker=self.broker,

@@ -161,6 +161,37 @@ class RiskSettings:
         "If this file exists, the gate halts all orders until restart (empty = off)."
         " Example: '~/mqd.halt'; `touch` it to stop trading at once.",
     )
+    protective_stop: str = setting(
+        "",
+        "Send entries with a stop-loss leg the broker holds (an OTO order), so a crashed mqd"
+        " still leaves a stop: a percentage of the entry price ('2%') or a multiple of the"
+        " average true range ('1.5atr'). Empty = off.",
+    )
+    take_profit: str = setting(
+        "",
+        "With protective_stop: a take-profit leg too, making each entry a bracket ('4%',"
+        " '3atr'). Empty = stop only.",
+    )
+    atr_bars: int = setting(
+        14, "Bars the average true range of an 'atr' distance is taken over.", min=2, max=1000
+    )
+
+    def __post_init__(self) -> None:
+        from mqd_cli.trading.protective import Distance
+
+        for name in ("protective_stop", "take_profit"):
+            try:
+                Distance.parse(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(
+                    [f"risk.{name}: {exc}, got {getattr(self, name)!r}"],
+                    "use a percentage like '2%' or an ATR multiple like '1.5atr', or ''",
+                ) from None
+        if self.take_profit.strip() and not self.protective_stop.strip():
+            raise ConfigError(
+                ["risk.take_profit needs risk.protective_stop (a bracket has both legs)"],
+                "set protective_stop too, or leave take_profit empty",
+            )
 
 
 _UNLOCK_AT_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")

@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from mqd_cli.protections.manager import ProtectionManager
     from mqd_cli.strategies.base import Strategy
     from mqd_cli.symbols.book import SymbolBook
-    from mqd_cli.trading.risk import RiskGate
+    from mqd_cli.trading.protective import ProtectiveStops
+    from mqd_cli.trading.risk import BuyingPower, RiskGate
 
 log = logging.getLogger("mqd.engine")
 
@@ -221,6 +222,7 @@ class Engine:
         listener: Callable[[EngineEvent], None] | None = None,
         trade_sink: Callable[[ClosedTrade], None] | None = None,
         price_lookup: Callable[[str], Decimal | None] | None = None,
+        protective: ProtectiveStops | None = None,
     ):
         self.strategy = strategy
         self.broker = broker
@@ -242,6 +244,17 @@ class Engine:
         self.listener = listener
         self.trade_sink = trade_sink
         self.price_lookup = price_lookup
+        # Broker-held protective stops: entries go out with a stop leg (see trading/protective)
+        self.protective = protective
+        self._atr = None
+        if protective is not None and protective.needs_atr:
+            from mqd_cli.trading.protective import AverageTrueRange
+
+            self._atr = AverageTrueRange(protective.atr_bars)
+        # Exits waiting for our protective legs on their symbol to be canceled first (Alpaca
+        # holds the position's shares for the legs: an exit beside them would be refused).
+        self._parked: dict[str, list[tuple[OrderIntent, Decimal]]] = {}
+        self._noted: set[str] = set()  # symbols told once why an entry has no legs
         self.after_submit: Callable[[], None] | None = None  # a hook run after each send
         self.stats = EngineStats()
         self.refusals: list[Refusal] = []
@@ -327,8 +340,11 @@ class Engine:
         """Feed history bars to the strategy's indicators; no order is ever sent."""
         hook = getattr(self.strategy, "warm_up", None)
         n = 0
+        atr = self._atr
         for bar in bars:
             self._last[bar.symbol] = bar.close
+            if atr is not None:
+                atr.update(bar)
             if hook is not None:
                 hook(bar)
             else:
@@ -342,6 +358,8 @@ class Engine:
         self.stats.bars += 1
         symbol = bar.symbol
         close = bar.close
+        if self._atr is not None:
+            self._atr.update(bar)
         q = self._qty.get(symbol)
         if q:
             self._market_value += q * (close - self._last.get(symbol, close))
@@ -495,6 +513,11 @@ class Engine:
             and qty <= abs(pos)
             and (intent.side is Side.SELL) == (pos > 0)
         )
+        if reducing and not self.dry_run:
+            legs = self._protective_legs(symbol, intent.side)
+            if legs:
+                self._park_exit(intent, pos if seen is None else seen, legs)
+                return
         if self.protections is not None and not reducing:
             side = "long" if intent.side is Side.BUY else "short"
             lock = self.protections.is_locked(symbol, side)
@@ -509,8 +532,11 @@ class Engine:
             self._refuse("symbols", first.code if first else "UNKNOWN_SYMBOL", reason, intent)
             return
         if self.risk is not None:
+            from mqd_cli.trading.risk import marginable
+
             # The gate checks buying power for buys only: ask the broker only then.
             needs_bp = intent.side is Side.BUY and self.risk.settings.check_buying_power
+            props = self.symbols.get(symbol) if self.symbols is not None else None
             decision = self.risk.check(
                 intent,
                 price=price if price is not None else ZERO,
@@ -518,6 +544,7 @@ class Engine:
                 prices=self._last,
                 open_orders=self._open_count,
                 buying_power=self._buying_power() if needs_bp else ZERO,
+                marginable=marginable(props, symbol),
             )
             if not decision.allowed:
                 self._refuse("risk", decision.rule, decision.reason, intent)
@@ -542,6 +569,11 @@ class Engine:
                     {"intent": prepared, "adjustments": [a.__dict__ for a in adjustments]},
                 )
             intent = prepared
+        if self.protective is not None and not reducing:
+            with_legs = self._attach_legs(intent, price, pos)
+            if with_legs is None:
+                return
+            intent = with_legs
         if self.dry_run:
             self.stats.would_submit += 1
             self._emit(
@@ -567,7 +599,8 @@ class Engine:
         side = intent.side
         covered = ZERO
         for o in self.tracker.open_orders(intent.symbol):
-            if o.side is side and o.qty is not None:
+            # our protective legs do not cover an exit: they are canceled before it goes out
+            if o.side is side and o.qty is not None and (o.parent is None or o.external):
                 covered += max(ZERO, o.qty - o.filled_qty)
         held = pos if (pos > 0) == (seen > 0) else ZERO
         left = abs(held) - covered
@@ -600,6 +633,107 @@ class Engine:
             },
         )
         return capped
+
+    # -- broker-held protective stops ---------------------------------------------------------
+
+    def _attach_legs(
+        self, intent: OrderIntent, price: Decimal | None, pos: Decimal
+    ) -> OrderIntent | None:
+        """An entry as an OTO order with a stop-loss leg (a bracket with a take-profit too);
+        None when it is refused because the stop cannot be priced yet."""
+        from mqd_cli.model import AssetClass, OrderClass, OrderType, TimeInForce
+        from mqd_cli.trading.protective import leg_prices
+
+        p = self.protective
+        assert p is not None
+        if intent.order_class is not OrderClass.SIMPLE:
+            return intent  # the strategy chose its own legs
+        symbol = intent.symbol
+        props = self.symbols.get(symbol) if self.symbols is not None else None
+        why = ""
+        if props is not None and props.asset_class is not AssetClass.US_EQUITY:
+            why = f"{props.asset_class.value} orders are simple only at Alpaca"
+        elif intent.qty is None or intent.qty != intent.qty.to_integral_value():
+            why = "fractional and notional orders are simple only at Alpaca"
+        elif intent.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+            why = f"time in force {intent.time_in_force.value}: legs need day or gtc"
+        elif pos != 0:
+            why = "Alpaca takes legs on entries only: shares added to a position go without"
+        if why:
+            if symbol not in self._noted:
+                self._noted.add(symbol)
+                self._emit(
+                    EventKind.WARNING,
+                    f"{symbol}: entries go out without a protective stop ({why})",
+                )
+            return intent
+        limit = intent.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        reference = intent.limit_price if limit and intent.limit_price is not None else price
+        atr = self._atr.value(symbol) if self._atr is not None else None
+        legs = None
+        if reference is not None:
+            legs = leg_prices(intent.side, reference, p.stop, p.take_profit, atr)
+        if legs is None:
+            need = (
+                f"the average true range needs {p.atr_bars} bars of {symbol}"
+                if p.needs_atr and atr is None
+                else f"no usable reference price for {symbol}"
+            )
+            self._refuse("risk", "protective_stop", f"no stop price yet: {need}", intent)
+            return None
+        order_class = OrderClass.BRACKET if legs.take_profit is not None else OrderClass.OTO
+        return _with(
+            intent,
+            order_class=order_class,
+            stop_loss_stop_price=legs.stop_price,
+            take_profit_limit_price=legs.take_profit,
+        )
+
+    def _protective_legs(self, symbol: str, side: Side) -> list[TrackedOrder]:
+        """Our open legs on ``symbol`` that close on ``side`` (they hold the position)."""
+        return [
+            o
+            for o in self.tracker.open_orders(symbol)
+            if o.parent is not None and not o.external and o.side is side
+        ]
+
+    def _park_exit(self, intent: OrderIntent, seen: Decimal, legs: list[TrackedOrder]) -> None:
+        """Cancel our legs on the symbol, and send the exit once they are gone (if a leg
+        fills meanwhile, the exit is capped by the position then, or refused when flat)."""
+        from mqd_cli.brokers.errors import BrokerCallError, NotFound
+
+        self._parked.setdefault(intent.symbol, []).append((intent, seen))
+        self.stats.intents -= 1  # counted again when it is processed for real
+        for leg in legs:
+            if leg.status is OrderStatus.PENDING_CANCEL or not leg.broker_id:
+                continue
+            try:
+                self.broker.cancel_order(leg.broker_id)
+            except NotFound:
+                continue  # already gone: its final event is on the way
+            except BrokerCallError as exc:
+                self._emit(
+                    EventKind.WARNING,
+                    f"{intent.symbol}: could not cancel protective leg {leg.client_order_id}:"
+                    f" {exc}; the exit waits for it",
+                )
+        self._emit(
+            EventKind.INFO,
+            f"{describe(intent)} waits: canceling {len(legs)} protective leg(s) first",
+            {"intent": intent},
+        )
+
+    def _release_parked(self) -> None:
+        """Queue the parked exits of symbols whose legs are gone (front of the queue)."""
+        ready: list[tuple[OrderIntent, Decimal]] = []
+        for symbol in list(self._parked):
+            waiting = self._parked[symbol]
+            if any(self._protective_legs(symbol, intent.side) for intent, _ in waiting):
+                continue
+            ready += waiting
+            del self._parked[symbol]
+        if ready:
+            self._queue[:0] = ready
 
     def _identical_open(self, intent: OrderIntent) -> TrackedOrder | None:
         """An acknowledged open order that asks for exactly what ``intent`` asks, if any.
@@ -704,9 +838,12 @@ class Engine:
             self._account_at = now
         return account
 
-    def _buying_power(self) -> Decimal:
+    def _buying_power(self) -> BuyingPower | Decimal:
+        """The account's buying powers (Reg T for equities, cash for crypto: the gate picks)."""
+        from mqd_cli.trading.risk import BuyingPower
+
         try:
-            return self._account_snapshot().buying_power
+            return BuyingPower.of(self._account_snapshot())
         except Exception as exc:  # no answer: the gate refuses buys rather than guessing
             log.warning("engine: account unavailable for the buying-power check: %s", exc)
             return ZERO
@@ -752,6 +889,8 @@ class Engine:
         finally:
             while self._closed:
                 self._trade_closed(self._closed.pop(0))
+            if self._parked:
+                self._release_parked()
 
     def _mirror(self, result: ApplyResult | None) -> None:
         if result is None:
