@@ -249,6 +249,28 @@ class FillReport:
 
 
 @dataclass(frozen=True)
+class FillActivity:
+    """One ``FILL`` account activity (``GET /v2/account/activities/FILL``): an execution with
+    the order's cumulative quantity after it. Activities of one millisecond may come out of
+    order (Alpaca-API#170): ``cum_qty`` orders them. Whether ``id``'s uuid part equals the
+    stream's ``execution_id`` is not documented, so mqd keys these by ``cum_qty``, never by id.
+    """
+
+    id: str
+    order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    cum_qty: Decimal
+    leaves_qty: Decimal | None
+    transaction_time: datetime
+    type: str = "fill"  # fill or partial_fill
+    order_status: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class TradeUpdate:
     """One ``trade_updates`` event: the event, its time, the full order after it, a fill's data."""
 

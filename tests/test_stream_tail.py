@@ -401,3 +401,27 @@ def test_direct_tail_keeps_saying_it_is_not_connected_while_the_broker_is_down(
     waiting = [line for line in said if line.startswith("still not connected after")]
     assert len(waiting) >= 2, said
     assert "retrying" in waiting[-1] and "last error" in waiting[-1]
+
+
+def test_fills_recovered_over_rest_are_the_executions_of_the_fill_activities(emu_config, mqd):
+    import httpx
+
+    # every event after the first of each connection is lost, and orders fill in parts: the
+    # gap fill must recover each execution with its own quantity and price (FILL activities),
+    # not one lump at the average price
+    srv, cfg = emu_config(
+        stream_drop_every=1, speed=60.0, sim=SimSettings(partial_fill_probability=1.0)
+    )
+    submit_when_connected(srv, [buy("40") for _ in range(2)])
+    result = mqd(
+        "stream", "tail", "-c", cfg, "--events", "fill,partial_fill", "--json", "--count", "4"
+    )
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    acts = httpx.get(
+        srv.base_url + "/v2/account/activities/FILL", headers=srv.headers, timeout=10
+    ).json()
+    executions = {(a["order_id"], Decimal(a["qty"]), Decimal(a["price"])) for a in acts}
+    gap = [d for d in docs if d["source"] == "gap_fill"]
+    assert gap, result.stderr
+    for d in gap:
+        assert (d["order_id"], Decimal(d["qty"]), Decimal(d["price"])) in executions, d

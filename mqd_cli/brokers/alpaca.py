@@ -43,6 +43,7 @@ from mqd_cli.model import (
     CalendarDay,
     CancelResult,
     ClockReport,
+    FillActivity,
     OrderClass,
     OrderIntent,
     OrderReport,
@@ -64,6 +65,7 @@ LIVE_URL = "https://api.alpaca.markets"
 DATA_URL = "https://data.alpaca.markets"
 PAGE_LIMIT = 500  # Alpaca's maximum for GET /v2/orders
 BARS_PAGE_LIMIT = 10_000  # Alpaca's maximum for the bars endpoints
+ACTIVITY_PAGE = 100  # Alpaca's maximum page_size for account activities
 _KEY_HINT = "check [alpaca] key_id/secret_key, and paper = true for paper keys"
 
 
@@ -459,6 +461,34 @@ class AlpacaBroker:
 
     def get_clock(self) -> ClockReport:
         return self._parse(wire_parse.parse_clock, self._call(self._client.get_clock))
+
+    def fill_activities(self, after: datetime) -> list[FillActivity]:
+        """``FILL`` account activities after ``after``, oldest first (paged by token).
+
+        Each carries its execution's exact quantity and price and the order's cumulative
+        quantity after it: the gap fill uses them to split what it recovers into executions.
+        """
+        out: dict[str, FillActivity] = {}
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "after": _iso(after),
+                "direction": "asc",
+                "page_size": ACTIVITY_PAGE,
+            }
+            if token is not None:
+                params["page_token"] = token
+            rows = self._call(
+                functools.partial(self._client.get, "/account/activities/FILL", params)
+            )
+            page = [self._parse(wire_parse.parse_fill_activity, row) for row in rows or []]
+            fresh = [a for a in page if a.id not in out]
+            for activity in fresh:
+                out[activity.id] = activity
+            if len(page) < ACTIVITY_PAGE or not fresh:
+                break
+            token = page[-1].id
+        return sorted(out.values(), key=lambda a: (a.transaction_time, a.cum_qty))
 
     def get_calendar(self, start: date, end: date) -> list[CalendarDay]:
         params = {"start": start.isoformat(), "end": end.isoformat()}

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from mqd_cli.model import (
+    FillActivity,
     OrderClass,
     OrderIntent,
     OrderStatus,
@@ -158,7 +159,12 @@ class TrackedOrder:
             self.last_fill_at = f.timestamp
 
     def fold(
-        self, update: TradeUpdate, source: str, new: list[Fill], stored: list[Fill]
+        self,
+        update: TradeUpdate,
+        source: str,
+        new: list[Fill],
+        stored: list[Fill],
+        executions: Sequence[FillActivity] = (),
     ) -> tuple[Decimal, Decimal, Decimal] | None:
         """Fold an event's execution and cumulative quantity into the order.
 
@@ -171,7 +177,11 @@ class TrackedOrder:
           order report it came with; only the part above what was already delivered is new
           (the rest was delivered earlier by the synthetic fill that stood for it);
         * a rise of the cumulative quantity beyond that (executions not seen, e.g. missed while
-          the stream was away) is delivered as one synthetic fill with a deterministic id.
+          the stream was away) is delivered as one synthetic fill with a deterministic id, or,
+          when ``executions`` (FILL activities of this order) cover that range exactly, as one
+          synthetic fill per execution with its own quantity, price and time. Each is keyed by
+          the cumulative quantity it ends at, never by the activity's id, so an execution the
+          stream delivers later is recognised by its range, whatever its id.
 
         Returns the (filled qty, filled notional, fees) from before the event when it changed
         any of them, else None (most events do not).
@@ -224,7 +234,25 @@ class TrackedOrder:
             if part > 0:
                 new.append(real if part == real.qty else replace(real, qty=part))
         rest = delta - part
-        if rest > 0:
+        pieces = _pieces(executions, self.filled_qty - rest, self.filled_qty) if rest > 0 else []
+        if pieces:
+            for qty, price, at, top in pieces:
+                f = Fill(
+                    fill_id=synthetic_fill_id(self.client_order_id, top),
+                    client_order_id=self.client_order_id,
+                    symbol=self.symbol,
+                    side=self.side,
+                    qty=qty,
+                    price=price,
+                    timestamp=at,
+                    fee=ZERO,
+                    synthetic=True,
+                    source=source,
+                )
+                self.synthetic.append(f)
+                new.append(f)
+                stored.append(f)
+        elif rest > 0:
             moved = self.filled_notional - totals[1] - (part * real.price if real else ZERO)
             f = Fill(
                 fill_id=synthetic_fill_id(self.client_order_id, self.filled_qty),
@@ -371,3 +399,23 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "updated_at": datetime.fromisoformat,
     "last_event_at": datetime.fromisoformat,
 }
+
+
+def _pieces(
+    executions: Sequence[FillActivity], low: Decimal, high: Decimal
+) -> list[tuple[Decimal, Decimal, datetime, Decimal]]:
+    """The executions' parts of the cumulative range ``(low, high]`` as (qty, price, time, the
+    cumulative quantity it ends at), lowest first; empty unless they cover it exactly once."""
+    out = []
+    covered = low
+    for a in sorted(executions, key=lambda a: a.cum_qty):
+        start, end = a.cum_qty - a.qty, min(a.cum_qty, high)
+        if end <= covered:
+            continue
+        if max(start, low) != covered or a.qty <= 0:
+            return []  # a hole or an overlap: the activities do not tell this range exactly
+        out.append((end - covered, a.price, a.transaction_time, end))
+        covered = end
+        if covered == high:
+            return out
+    return []

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mqd_cli.model import (
+    FillActivity,
     FillReport,
     OrderIntent,
     OrderReport,
@@ -374,9 +375,16 @@ class OrderTracker:
         with self.batch():
             return [self._apply(u, events.get(u.event, unknown), source, None) for u in updates]
 
-    def apply_order_report(self, report: OrderReport, *, source: str = "rest") -> ApplyResult:
+    def apply_order_report(
+        self,
+        report: OrderReport,
+        *,
+        source: str = "rest",
+        executions: Sequence[FillActivity] = (),
+    ) -> ApplyResult:
         """Apply a REST snapshot of an order (gap fill, reconcile). Its status is the event;
-        a rise of its cumulative filled_qty becomes a synthetic fill."""
+        a rise of its cumulative filled_qty becomes a synthetic fill, or one per execution when
+        ``executions`` (the order's FILL activities) cover the rise exactly."""
         event = STATUS_EVENT.get(report.status, E.UNKNOWN)
         update = TradeUpdate(
             event=TradeEvent.UNKNOWN,
@@ -385,7 +393,7 @@ class OrderTracker:
             event_raw=event.value,
         )
         payload = self._j.report_payload(report) if self._j is not None else ""
-        result = self._apply(update, event, source, payload)
+        result = self._apply(update, event, source, payload, executions)
         self._flush()
         return result
 
@@ -497,7 +505,12 @@ class OrderTracker:
             self._transition(o, event, source, "leg", payload, None, adopted=True)
 
     def _apply(
-        self, update: TradeUpdate, event: OrderEvent, source: str, payload: str | None
+        self,
+        update: TradeUpdate,
+        event: OrderEvent,
+        source: str,
+        payload: str | None,
+        executions: Sequence[FillActivity] = (),
     ) -> ApplyResult:
         report = update.order
         o = self._orders.get(report.client_order_id)
@@ -512,7 +525,7 @@ class OrderTracker:
             self._by_broker_id[rid] = o.client_order_id
         if report.replaced_by:
             o.replaced_by = report.replaced_by
-        result = self._transition(o, event, source, "", payload, update, adopted)
+        result = self._transition(o, event, source, "", payload, update, adopted, executions)
         if report.legs:
             self._adopt_legs(o, report, source)
         return result
@@ -526,6 +539,7 @@ class OrderTracker:
         payload: str,
         update: TradeUpdate | None,
         adopted: bool = False,
+        executions: Sequence[FillActivity] = (),
     ) -> ApplyResult:
         before = o.status
         name = event._value_
@@ -550,7 +564,7 @@ class OrderTracker:
         new_fills: list[Fill] = []
         totals = None
         if update is not None:
-            totals = o.fold(update, source, new_fills, self._pending.fills)
+            totals = o.fold(update, source, new_fills, self._pending.fills, executions)
             t = update.timestamp
             o.last_event_at = t
             if self._last_event_at is None or t > self._last_event_at:

@@ -14,7 +14,7 @@ import contextlib
 import difflib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -174,8 +174,10 @@ class DirectLedger:
             self.skipped += 1
         return result
 
-    def apply_order_report(self, report: OrderReport, *, source: str = "rest") -> Any:
-        result = self.tracker.apply_order_report(report, source=source)
+    def apply_order_report(
+        self, report: OrderReport, *, source: str = "rest", executions: Sequence[Any] = ()
+    ) -> Any:
+        result = self.tracker.apply_order_report(report, source=source, executions=executions)
         fills = list(result.new_fills)
         cum = (report.filled_qty or ZERO) - sum((f.qty for f in fills), ZERO)
         for i, f in enumerate(fills):

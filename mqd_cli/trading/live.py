@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -215,8 +215,10 @@ class _TrackerTap:
             self._wake()
         return result
 
-    def apply_order_report(self, report: OrderReport, *, source: str = "rest") -> ApplyResult:
-        result = self._tracker.apply_order_report(report, source=source)
+    def apply_order_report(
+        self, report: OrderReport, *, source: str = "rest", executions: Sequence[Any] = ()
+    ) -> ApplyResult:
+        result = self._tracker.apply_order_report(report, source=source, executions=executions)
         self._engine.observe(result)
         if self._engine.pending_intents:
             self._wake()

@@ -23,6 +23,7 @@ from mqd_cli.model import (
     Bar,
     CalendarDay,
     ClockReport,
+    FillActivity,
     OrderClass,
     OrderReport,
     OrderStatus,
@@ -283,6 +284,30 @@ def parse_trade_update(data: Any) -> TradeUpdate:
         price=dec(d.get("price"), p + "price"),
         qty=dec(d.get("qty"), p + "qty"),
         position_qty=dec(d.get("position_qty"), p + "position_qty"),
+        raw=dict(d),
+    )
+
+
+def parse_fill_activity(data: Any) -> FillActivity:
+    """One ``FILL`` activity of ``/v2/account/activities``."""
+    d = _mapping(data, "activity")
+    p = "activity."
+    kind = req_str(d, "activity_type", p)
+    if kind != "FILL":
+        raise PayloadError(f"{p}activity_type: expected 'FILL', got {_show(kind)}")
+    symbol = req_str(d, "symbol", p)
+    return FillActivity(
+        id=req_str(d, "id", p),
+        order_id=req_str(d, "order_id", p),
+        symbol=canonical_symbol(symbol),
+        side=_enum(Side, d.get("side"), p + "side"),
+        qty=req_dec(d.get("qty"), p + "qty"),
+        price=req_dec(d.get("price"), p + "price"),
+        cum_qty=req_dec(d.get("cum_qty"), p + "cum_qty"),
+        leaves_qty=dec(d.get("leaves_qty"), p + "leaves_qty"),
+        transaction_time=req_ts(d.get("transaction_time"), p + "transaction_time"),
+        type=_text(d.get("type"), p + "type") or "fill",
+        order_status=_text(d.get("order_status"), p + "order_status"),
         raw=dict(d),
     )
 
