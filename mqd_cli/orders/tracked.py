@@ -234,8 +234,11 @@ class TrackedOrder:
             if part > 0:
                 new.append(real if part == real.qty else replace(real, qty=part))
         rest = delta - part
-        pieces = _pieces(executions, self.filled_qty - rest, self.filled_qty) if rest > 0 else []
-        if pieces:
+        if rest > 0:
+            pieces = _pieces(executions, self.filled_qty - rest, self.filled_qty)
+            if not pieces:  # one fill for the whole rise, at what it moved in notional
+                moved = self.filled_notional - totals[1] - (part * real.price if real else ZERO)
+                pieces = [(rest, moved / rest, update.timestamp, self.filled_qty)]
             for qty, price, at, top in pieces:
                 f = Fill(
                     fill_id=synthetic_fill_id(self.client_order_id, top),
@@ -252,23 +255,6 @@ class TrackedOrder:
                 self.synthetic.append(f)
                 new.append(f)
                 stored.append(f)
-        elif rest > 0:
-            moved = self.filled_notional - totals[1] - (part * real.price if real else ZERO)
-            f = Fill(
-                fill_id=synthetic_fill_id(self.client_order_id, self.filled_qty),
-                client_order_id=self.client_order_id,
-                symbol=self.symbol,
-                side=self.side,
-                qty=rest,
-                price=moved / rest,
-                timestamp=update.timestamp,
-                fee=ZERO,
-                synthetic=True,
-                source=source,
-            )
-            self.synthetic.append(f)
-            new.append(f)
-            stored.append(f)
         return totals
 
     # -- stored form ------------------------------------------------------------------------
