@@ -159,7 +159,7 @@ def test_validate_warns_when_the_sync_is_stale(mqd, config_file, tmp_path):
     [
         ("a.csv", "symbol,side,qtty\nAAPL,buy,1\n", 1, "did you mean 'qty'"),
         ("b.csv", "symbol,side,qty\nAAPL,buy,1\nAAPL,buy,ten\n", 3, "'ten' is not a number"),
-        ("c.csv", "symbol,side,qty\n\nAAPL,hold,1\n", 3, "side"),
+        ("c.csv", "symbol,side,qty\n\nAAPL,buy,1,\n", 3, "fields"),
         ("d.csv", "symbol,qty\nAAPL,1\n", 1, "missing column 'side'"),
         ("e.csv", "symbol,side,qty\nAAPL,buy,1,2\n", 2, "fields"),
         ("f.csv", "", 1, "empty file"),
@@ -271,3 +271,13 @@ def test_sync_with_the_sim_broker_prints_counts_then_a_diff(mqd):
     r = mqd("symbols", "sync")
     assert "added 0, removed 0, changed 0" in r.stdout
     mqd("symbols", "show", "AAPL")
+
+
+def test_a_bad_side_is_that_orders_problem_and_the_rest_of_the_file_is_checked(
+    mqd, tmp_path, synced
+):
+    path = write(tmp_path, "o.csv", "symbol,side,qty\nAAPL,buy,1\nAAPL,hold,1\nMSFT,sell,1\n")
+    doc = mqd("symbols", "validate", path, "--json", expect=1).json
+    codes = {res["line"]: [p["code"] for p in res["problems"]] for res in doc["results"]}
+    assert codes == {2: [], 3: ["BAD_SIDE"], 4: []}
+    assert (doc["orders"], doc["valid"], doc["invalid"]) == (3, 2, 1)

@@ -7,7 +7,8 @@ context rather than the order: ``price`` (a reference price for the $1 minimum a
 checks) and ``position_qty`` (the signed position, so a sell within it is not a short).
 
 Anything malformed raises ``MalformedFile`` (exit 2) naming the line: an unknown column, a
-number that is not a decimal, an unknown side/type/time in force, a JSON syntax error.
+number that is not a decimal, an unknown type or time in force, a JSON syntax error. An unknown
+side is the order's own problem (``BAD_SIDE``, from the rules), so the rest is still checked.
 """
 
 from __future__ import annotations
@@ -240,9 +241,9 @@ def _order(values: dict[str, str], path: str, line: int) -> FileOrder:
     symbol = values.get("symbol", "")
     if not symbol or any(c.isspace() for c in symbol):
         raise bad("symbol: missing or contains spaces")
+    # An unknown side is a problem of this order (BAD_SIDE, reported with the others), not of
+    # the file: the rest of the file is still checked.
     side = Side(values.get("side", ""))
-    if side is Side.UNKNOWN:
-        raise bad(f"side: {values.get('side', '')!r} is not buy or sell")
     typ = OrderType(values.get("type", "market"))
     if typ is OrderType.UNKNOWN:
         raise bad(
