@@ -279,3 +279,31 @@ def test_the_report_has_risk_adjusted_metrics_and_a_per_symbol_table(mqd):
     text = mqd("backtest", "--synthetic", "--from", "2026-01-05", "--to", "2026-01-09").stdout
     for words in ("Sharpe / Sortino", "profit factor", "longest drawdown", "By symbol"):
         assert words in text
+
+
+def test_the_chart_has_a_legend_and_marks_entries_and_exits(mqd, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")  # the 'plot' extra; the test extra has it
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mqd_cli.trading.backtest import plot_figure
+
+    settings = loads("[sim]\nseed = 7\n").settings
+    result = Services(settings).backtest(
+        start=DEFAULT_ORIGIN, end=DEFAULT_ORIGIN + timedelta(hours=6)
+    )
+    assert result.trades
+    fig = plot_figure(result, plt)
+    try:
+        top = fig.axes[0]
+        labels = [t.get_text() for t in top.get_legend().get_texts()]
+        assert labels[:3] == ["equity", "starting cash", "entry"]
+        assert any(label.startswith("exit") for label in labels)
+        marks = {c.get_label(): len(c.get_offsets()) for c in top.collections}
+        assert marks["entry"] == len(result.trades)
+        assert sum(n for k, n in marks.items() if k.startswith("exit")) == len(result.trades)
+    finally:
+        plt.close(fig)
+    out = tmp_path / "equity.png"
+    mqd("backtest", "--synthetic", "--to", "2026-01-02T18:30:00Z", "--plot", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

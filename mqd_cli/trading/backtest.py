@@ -552,27 +552,7 @@ def write_plot(result: BacktestResult, path: str | Path) -> Path:
             "pip install 'mqd[plot]' (or pip install matplotlib)",
         ) from None
     path = Path(path).expanduser()
-    times = [p.at for p in result.equity_curve]
-    equity = [float(p.equity) for p in result.equity_curve]
-    drawdown = [-float(p.drawdown) * 100 for p in result.equity_curve]  # floats for plotting
-    fig, (top, bottom) = plt.subplots(
-        2, 1, sharex=True, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 1]}
-    )
-    top.plot(times, equity, color="tab:blue", linewidth=1)
-    top.axhline(float(result.starting_cash), color="grey", linewidth=0.6, linestyle="--")
-    top.set_ylabel("equity")
-    top.ticklabel_format(axis="y", style="plain", useOffset=False)
-    title = (
-        f"{result.strategy} on {', '.join(result.symbols)}: net {result.net_pnl:,.2f}, "
-        f"max drawdown {result.max_drawdown * 100:.2f}%, {len(result.trades)} trades"
-    )
-    top.set_title(title)
-    for lock in result.locks:
-        top.axvspan(lock.start, min(lock.end, result.end), color="tab:red", alpha=0.12)
-    bottom.fill_between(times, drawdown, 0, color="tab:red", alpha=0.4, step="post")
-    bottom.set_ylabel("drawdown %")
-    fig.autofmt_xdate()
-    fig.tight_layout()
+    fig = plot_figure(result, plt)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
@@ -581,3 +561,83 @@ def write_plot(result: BacktestResult, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+MAX_MARKERS = 2000  # trades marked on the chart at most (the latest), so a long run stays legible
+
+
+def plot_figure(result: BacktestResult, plt: Any) -> Any:
+    """The chart: equity with entry and exit markers and the lock periods, drawdown below, and
+    a legend naming each."""
+    import bisect
+
+    times = [p.at for p in result.equity_curve]
+    equity = [float(p.equity) for p in result.equity_curve]
+    drawdown = [-float(p.drawdown) * 100 for p in result.equity_curve]  # floats for plotting
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot(times, equity, color="tab:blue", linewidth=1, label="equity")
+    top.axhline(
+        float(result.starting_cash),
+        color="grey",
+        linewidth=0.6,
+        linestyle="--",
+        label="starting cash",
+    )
+
+    def at(t: datetime) -> float:
+        i = bisect.bisect_right(times, t) - 1
+        return equity[max(0, min(i, len(equity) - 1))]
+
+    trades = result.trades[-MAX_MARKERS:]
+    if trades and times:
+        top.scatter(
+            [t.opened_at for t in trades],
+            [at(t.opened_at) for t in trades],
+            marker="^",
+            s=18,
+            color="tab:green",
+            label="entry",
+            zorder=3,
+        )
+        for won, color, label in (
+            (True, "tab:olive", "exit, won"),
+            (False, "tab:red", "exit, lost"),
+        ):
+            exits = [t for t in trades if (t.pnl > 0) is won]
+            if exits:
+                top.scatter(
+                    [t.closed_at for t in exits],
+                    [at(t.closed_at) for t in exits],
+                    marker="v",
+                    s=18,
+                    color=color,
+                    label=label,
+                    zorder=3,
+                )
+    top.set_ylabel("equity")
+    top.ticklabel_format(axis="y", style="plain", useOffset=False)
+    marked = f" (the last {len(trades)} marked)" if len(trades) < len(result.trades) else ""
+    title = (
+        f"{result.strategy} on {', '.join(result.symbols)}: net {result.net_pnl:,.2f}, "
+        f"max drawdown {result.max_drawdown * 100:.2f}%, {len(result.trades)} trades{marked}"
+    )
+    top.set_title(title)
+    for n, lock in enumerate(result.locks):
+        top.axvspan(
+            lock.start,
+            min(lock.end, result.end),
+            color="tab:red",
+            alpha=0.12,
+            label="protection lock" if n == 0 else None,
+        )
+    top.legend(loc="best", fontsize="small")
+    bottom.fill_between(
+        times, drawdown, 0, color="tab:red", alpha=0.4, step="post", label="drawdown"
+    )
+    bottom.set_ylabel("drawdown %")
+    bottom.legend(loc="lower left", fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
