@@ -21,6 +21,29 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+# The one exit-code table: what each code means for every command (README "Exit codes" shows
+# it; each command's --help lists its codes from here, with its own words where it has them).
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "done",
+    ExitCode.FOUND: "the check found something",
+    ExitCode.USAGE: "bad options or config",
+    ExitCode.BROKER: "the broker could not be reached or refused the keys",
+    ExitCode.STATE: "the store or a file could not be read or written",
+    ExitCode.INTERNAL: "an internal error (a bug)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+# Codes any command can end with: its own words may replace the meaning, never the code.
+ALWAYS = (ExitCode.OK, ExitCode.USAGE, ExitCode.STATE, ExitCode.INTERNAL, ExitCode.INTERRUPTED)
+
+
+def exit_codes_text(meanings: dict[ExitCode, str]) -> str:
+    """``Exit codes: 0 done, 2 bad options or config, ...``: the codes in ``ALWAYS`` plus
+    ``meanings`` (which also override the table's words), in numeric order."""
+    codes = {c: EXIT_MEANINGS[c] for c in ALWAYS}
+    codes.update(meanings)
+    return "Exit codes: " + ", ".join(f"{int(c)} {codes[c]}" for c in sorted(codes)) + "."
+
+
 class MqdError(Exception):
     """Base of every error the CLI reports as one line (exit 1 unless a subclass says
     otherwise: raise it for "the check found something")."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,27 @@ def test_root_help_shows_summary_example_and_every_group(mqd):
     for path, _c, _l in COMMANDS:
         if " " not in path:
             assert path in r.stdout
+
+
+@pytest.mark.parametrize("path", LEAVES)
+def test_every_command_lists_its_exit_codes_from_the_one_table(path):
+    from mqd_cli.errors import ALWAYS, EXIT_MEANINGS
+
+    cmd = next(c for p, c, _l in COMMANDS if p == path)
+    help_text = " ".join((cmd.help or "").split())
+    m = re.search(r"Exit codes: (.*?)\.(?: Example:|$)", help_text)
+    assert m, f"mqd {path} --help lists no exit codes"
+    codes = [int(x) for x in re.findall(r"(?:^|, )(\d+) ", m.group(1))]
+    assert codes == sorted(codes) and set(codes) <= {int(c) for c in ExitCode}
+    assert {int(c) for c in ALWAYS} <= set(codes)  # every command can end with these
+    assert f"70 {EXIT_MEANINGS[ExitCode.INTERNAL]}" in m.group(1)
+
+
+def test_the_readme_exit_code_table_is_the_one_table():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Exit codes") :]
+    rows = re.findall(r"^\| (\d+) \|", section[: section.index("\n\n###")], re.MULTILINE)
+    assert [int(r) for r in rows] == sorted(int(c) for c in ExitCode)
 
 
 @pytest.mark.parametrize("path", [p for p, _c, _l in COMMANDS])

@@ -9,6 +9,7 @@ heavy at module level: ``mqd --help`` must not pay for the config schema, the cl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,25 @@ JsonLinesOpt = Annotated[
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show debug messages and tracebacks.")
 ]
+
+
+def exits(**meanings: str):
+    """Decorator: append the command's exit codes, from the one table (``errors.EXIT_MEANINGS``),
+    to its help, before the example. Keys are the ``ExitCode`` names in lower case (``ok``,
+    ``found``, ``usage``, ``broker``, ``state``, ``interrupted``); values the command's words.
+    Put it under ``@app.command``."""
+    from mqd_cli.errors import ExitCode, exit_codes_text
+
+    text = exit_codes_text({ExitCode[k.upper()]: v for k, v in meanings.items()})
+
+    def decorate(fn):
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        head, sep, example = doc.rpartition("\n\nExample:")
+        fn.__doc__ = f"{head}\n\n{text}{sep}{example}" if sep else f"{doc}\n\n{text}"
+        return fn
+
+    return decorate
+
 
 DEFAULTS_NOTE = (
     'note: no config file found; using built-in defaults (broker = "sim"). '

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 from mqd_cli.commands.run import quiet_logs
 from mqd_cli.errors import ExitCode, UsageError
 
@@ -40,6 +40,10 @@ def _symbols(values: list[str] | None) -> list[str] | None:
 
 def register(app: typer.Typer) -> None:
     @app.command("backtest")
+    @exits(
+        usage="bad options, config or data file",
+        interrupted="interrupted (Ctrl-C or SIGTERM: a partial report)",
+    )
     def backtest_cmd(
         data: Annotated[
             Path | None,
@@ -108,8 +112,6 @@ def register(app: typer.Typer) -> None:
 
         A symbol missing from --data is refused at once. Ctrl-C or SIGTERM stops after the
         current bar with a partial report (exit 130).
-
-        Exit codes: 0 done, 2 bad options, config or data file, 130 interrupted.
 
         Example: mqd backtest --synthetic --from 2026-01-05 --to 2026-01-10 --plot equity.png
         """

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 from mqd_cli.errors import ConfigError, ExitCode, UsageError
 
 
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("init")
+    @exits(ok="written", usage="the file exists (use --force) or bad options")
     def init_cmd(
         force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
         config: ConfigOpt = None,
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
         Every key is written with its default and a comment giving its unit and meaning;
         secrets are written as env:NAME references only. Refuses to overwrite an existing
-        file unless --force. Prints the path. Exit codes: 0 written, 2 file exists.
+        file unless --force. Prints the path.
 
         Example: mqd config init
         """
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
             out.line(str(path))
 
     @group.command("show")
+    @exits(ok="shown", usage="invalid configuration")
     def show_cmd(
         config: ConfigOpt = None, json_out: JsonOpt = False, verbose: VerboseOpt = False
     ) -> None:
@@ -61,8 +63,6 @@ def register(app: typer.Typer) -> None:
 
         Each key's source is "file" (set in the config file), "env" (a secret read from an
         environment variable) or "default". Secrets show only where they come from.
-        Exit codes: 0 shown, 2 invalid configuration.
-
         Example: mqd config show --json
         """
         from mqd_cli.config import loading as cfg_loading
@@ -92,6 +92,7 @@ def register(app: typer.Typer) -> None:
             )
 
     @group.command("check")
+    @exits(ok="valid", usage="invalid (one line per problem)")
     def check_cmd(
         config: ConfigOpt = None, json_out: JsonOpt = False, verbose: VerboseOpt = False
     ) -> None:
@@ -102,8 +103,6 @@ def register(app: typer.Typer) -> None:
         errors (file, line, column). The strategy is loaded as `mqd run` loads it: an
         unknown name, an unknown parameter or a failed parameter check (fast >= slow) is a
         problem too. A literal secret in the file is valid but warned about.
-        Exit codes: 0 valid, 2 invalid.
-
         Example: mqd config check --config config.example.toml
         """
         try:

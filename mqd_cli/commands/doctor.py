@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 from mqd_cli.errors import ConfigError, ExitCode
 
 _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
@@ -12,14 +12,14 @@ _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
 def register(app: typer.Typer) -> None:
     @app.command("doctor")
+    @exits(ok="all checks passed (warnings allowed)", found="a check failed")
     def doctor_cmd(
         config: ConfigOpt = None, json_out: JsonOpt = False, verbose: VerboseOpt = False
     ) -> None:
         """Check config, credentials, store, broker reachability and clock skew.
 
         One line per check with ok/warn/fail/skip and a fix hint. A check that depends on a
-        failed one is skipped. Exit codes: 0 all checks passed (warnings allowed), 1 a check
-        failed.
+        failed one is skipped.
 
         Example: mqd doctor --json
         """

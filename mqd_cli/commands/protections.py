@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 from mqd_cli.errors import ExitCode, UsageError
 
 
@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("status")
+    @exits(ok="shown (locks or not)")
     def status_cmd(
         history: Annotated[
             bool, typer.Option("--history", help="Also list past locks (expired or unlocked).")
@@ -70,9 +71,6 @@ def register(app: typer.Typer) -> None:
 
         Reads the store only (no broker call): closed trades, broker equity samples kept by
         `mqd run`, and the locks. A lock ends exactly at its end time.
-
-        Exit codes: 0 shown (locks or not), 2 bad options or config, 4 the store is
-        unreadable, 70 an internal error.
 
         Example: mqd protections status --history
         """
@@ -142,6 +140,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(int(ExitCode.OK))
 
     @group.command("unlock")
+    @exits(ok="done (also when nothing was locked)")
     def unlock_cmd(
         symbol: Annotated[
             str | None, typer.Argument(help="Symbol whose locks to end (e.g. AAPL).")
@@ -161,9 +160,6 @@ def register(app: typer.Typer) -> None:
         SYMBOL ends the locks placed on that symbol; --all ends every active lock, global ones
         included. A running `mqd run` sees it at once (it reads locks from the store). The
         same evidence never re-locks; a new qualifying trade does.
-
-        Exit codes: 0 done (also when nothing was locked), 2 bad options or config, 4 the
-        store is unreadable or cannot be written, 70 an internal error.
 
         Example: mqd protections unlock AAPL --reason "checked the feed, resuming"
         """

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 from mqd_cli.errors import ExitCode, StateError, UsageError, storage_error
 
 _COLUMNS = ("kind", "subject", "symbol", "local", "broker", "action", "detail")
@@ -25,6 +25,11 @@ def _duration(text: str, option: str):
 
 def register(app: typer.Typer) -> None:
     @app.command("reconcile")
+    @exits(
+        ok="in sync",
+        found="findings (drift)",
+        broker="the broker could not be reached or an order not verified (could not check)",
+    )
     def reconcile_cmd(
         apply: Annotated[
             bool,
@@ -84,10 +89,7 @@ def register(app: typer.Typer) -> None:
         and a finding is reported only when a second look (--looks, --confirm-pause) finds
         the same discrepancy; --apply acts only on such confirmed findings.
 
-        Exit codes: 0 in sync, 1 findings (drift), 3 the broker could not be reached or an
-        order could not be verified (could not check), 4 the store is unreadable or cannot
-        be written (a full disk, a read-only file), 2 bad options or config, 70 an internal
-        error. Never 1 unless drift was found.
+        Never exit 1 unless drift was found.
 
         Example: mqd reconcile --lookback 2d --quiet || alert-me
         """

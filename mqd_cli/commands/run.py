@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonLinesOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonLinesOpt, VerboseOpt, cli, exits
 from mqd_cli.commands.output import Output
 from mqd_cli.errors import ExitCode, UsageError
 
@@ -69,6 +69,11 @@ def _styles() -> dict[EventKind, str]:
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
+    @exits(
+        ok="stopped (duration, SIGTERM)",
+        broker="broker unreachable",
+        state="refused to start (drift, stream lease held, no symbols) or the store failed",
+    )
     def run_cmd(
         duration: Annotated[
             str | None,
@@ -126,9 +131,6 @@ def register(app: typer.Typer) -> None:
         Ctrl-C or SIGTERM stops cleanly: no new orders, open orders canceled when asked, the
         lease released, a summary printed. A second Ctrl-C exits at once; the journal is
         already on disk.
-
-        Exit codes: 0 stopped (duration, SIGTERM), 130 Ctrl-C, 2 bad options or config,
-        3 broker unreachable, 4 refused to start (drift, stream lease held, no symbols).
 
         Example: mqd run --config config.example.toml
         """

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 
 
 def _config_lines(urls: dict[str, str], key_id: str, secret: str) -> list[str]:
@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("serve")
+    @exits(
+        ok="stopped by SIGTERM", usage="bad option or port in use", interrupted="stopped by Ctrl-C"
+    )
     def serve_cmd(
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[
@@ -103,8 +106,7 @@ def register(app: typer.Typer) -> None:
         REST /v2 (account, orders, positions, assets, clock, calendar), the trade_updates
         stream at /stream, data bars at /v2/stocks/bars, Alpaca's error bodies and rate-limit
         headers, over the simulated exchange ([sim] settings). Prints the URLs and the config
-        lines that point mqd at it. Fault options rehearse outages. Exit codes: 0 stopped by
-        SIGTERM, 2 bad option or port in use, 130 stopped by Ctrl-C.
+        lines that point mqd at it. Fault options rehearse outages.
 
         Example: mqd sim serve --port 8765 --seed 7 --drop-every 20
         """

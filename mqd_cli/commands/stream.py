@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonLinesOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonLinesOpt, VerboseOpt, cli, exits
 
 if TYPE_CHECKING:
     from mqd_cli.stream.tail import TailEvent
@@ -55,6 +55,11 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("tail")
+    @exits(
+        ok="done, or stopped by Ctrl-C",
+        usage='bad option, or broker = "sim" with no holder and no --journal',
+        broker="the stream refused the API keys",
+    )
     def tail_cmd(
         symbol: Annotated[
             list[str] | None,
@@ -103,8 +108,7 @@ def register(app: typer.Typer) -> None:
         nothing, and hands over to the journal as soon as a holder appears. --direct forces
         the connection; --journal never connects. The source and reconnects are reported on
         stderr; Ctrl-C prints a one-line summary. With --json, stdout carries one JSON object
-        per event. Exit codes: 0 done or Ctrl-C; 2 bad option, or broker = "sim" with no
-        holder and no --journal; 3 the stream refused the API keys; 4 store unreadable.
+        per event.
 
         Example: mqd stream tail --events fill,partial_fill --since 10m
         """

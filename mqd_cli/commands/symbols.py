@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 from mqd_cli.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("sync")
+    @exits(ok="synced", broker="broker error")
     def sync_cmd(
         asset_class: Annotated[
             str | None,
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
         prints counts plus what changed since the previous sync (added, removed, changed fields
         such as tradable or fractionable). Assets of classes mqd does not trade (crypto_perp,
         us_option, new ones) are kept under their own class and counted; validation refuses
-        orders for them. Exit codes: 0 synced, 2 bad option, 3 broker error.
+        orders for them.
 
         Example: mqd symbols sync --asset-class crypto
         """
@@ -126,6 +127,12 @@ def register(app: typer.Typer) -> None:
             _print_sync(c.out, report)
 
     @group.command("validate")
+    @exits(
+        ok="all valid",
+        found="any invalid",
+        usage="malformed file (with the line) or bad options",
+        state="no sync has run yet, or the store failed",
+    )
     def validate_cmd(
         file: Annotated[
             Path | None,
@@ -153,9 +160,6 @@ def register(app: typer.Typer) -> None:
         time_in_force, extended_hours (optional: price = reference price, position_qty).
         Without FILE it checks a buy of [symbols] nominal_qty for each [strategy] symbol.
         Each problem has a code, a message and a fix with the corrected value.
-        Exit codes: 0 all valid, 1 any invalid, 2 malformed file (with the line),
-        4 no sync has run yet.
-
         Example: mqd symbols validate orders.csv --fix orders.fixed.csv
         """
         from mqd_cli.orders import files as order_files
@@ -226,6 +230,11 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(int(ExitCode.FOUND))
 
     @group.command("show")
+    @exits(
+        ok="all found",
+        found="a symbol is unknown",
+        state="no sync has run yet, or the store failed",
+    )
     def show_cmd(
         symbols: Annotated[list[str], typer.Argument(help="One or more symbols.")],
         config: ConfigOpt = None,
@@ -233,8 +242,6 @@ def register(app: typer.Typer) -> None:
         verbose: VerboseOpt = False,
     ) -> None:
         """Show the stored properties of symbols and the age of the last sync.
-
-        Exit codes: 0 all found, 1 a symbol is unknown, 4 no sync has run yet.
 
         Example: mqd symbols show AAPL BTC/USD
         """

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli
+from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 
 COLUMNS = (
     "limit",
@@ -111,6 +111,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("stats")
+    @exits(ok="shown", usage="a bad [throttle] config")
     def stats_cmd(
         watch: Annotated[
             bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C.")
@@ -131,7 +132,7 @@ def register(app: typer.Typer) -> None:
         counts the last window (with shared = false, only the counters are visible from
         another process). After a 429, "last 429" adds "(held to HH:MM:SS)" until the
         server's reset. With --watch the table refreshes in place (JSON lines with --json)
-        until Ctrl-C. Exit 0; 2 on a bad [throttle] config; 4 when the store is unreadable.
+        until Ctrl-C.
 
         Example: mqd throttle stats --watch
         """
