@@ -389,3 +389,22 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert len(blocks) >= 3, "README.md must open with the two set-up commands"
     first_two = [b.split("```")[0].strip() for b in blocks[1:3]]
     assert first_two[1] == command
+
+
+# -- every error speaks with a hint -----------------------------------------------------------------
+
+_ERRORS = {"UsageError", "StateError", "BrokerError", "ConfigError"}
+
+
+def test_every_usage_state_broker_and_config_error_raised_has_a_hint():
+    missing = []
+    for path in MODULES:
+        for node in ast.walk(parse(path)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            if name in _ERRORS:
+                given = len(node.args) + sum(1 for k in node.keywords if k.arg == "hint")
+                if given < 2:
+                    missing.append(f"{rel(path)}:{node.lineno}")
+    assert missing == [], "error:/hint: — these raise without a hint"

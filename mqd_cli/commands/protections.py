@@ -169,7 +169,10 @@ def register(app: typer.Typer) -> None:
                 'mqd protections unlock AAPL --reason "..."  or  --all --reason "..."',
             )
         if symbol and all_:
-            raise UsageError("pass either SYMBOL or --all, not both")
+            raise UsageError(
+                "pass either SYMBOL or --all, not both",
+                "mqd protections unlock AAPL --reason ..., or --all --reason ...",
+            )
         reason = (reason or "").strip()
         if not reason:
             raise UsageError("--reason is required", "say why; it is kept with the lock's history")

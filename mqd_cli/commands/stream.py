@@ -122,13 +122,16 @@ def register(app: typer.Typer) -> None:
         from mqd_cli.stream.tail import StreamTail, TailFilter, parse_events
 
         if direct and journal:
-            raise UsageError("--direct and --journal exclude each other")
+            raise UsageError(
+                "--direct and --journal exclude each other",
+                "--direct connects to the stream, --journal only reads the journal: pick one",
+            )
         span = None
         if since:
             try:
                 span = parse_duration(since)
             except ValueError as exc:
-                raise UsageError(f"--since: {exc}") from None
+                raise UsageError(f"--since: {exc}", "for example --since 10m or 2h") from None
         filt = TailFilter(
             symbols=frozenset(s.strip().upper() for s in symbol or () if s.strip()),
             events=parse_events(events),

@@ -83,7 +83,10 @@ def load(cli_path: str | Path | None = None) -> LoadedConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read config file {path}: {exc}"]) from exc
+        raise ConfigError(
+            [f"cannot read config file {path}: {exc}"],
+            "check the path and that the file is readable UTF-8 text",
+        ) from exc
     return loads(text, path=path, origin=origin)
 
 

@@ -74,7 +74,8 @@ def resolve_strategy_class(name: str, *, base_dir: Path | None = None) -> type:
     where, _, class_name = name.rpartition(":")
     if not where or not class_name.isidentifier():
         raise ConfigError(
-            [f"strategy.name: {name!r} is not 'module:Class' or 'path/to/file.py:Class'"]
+            [f"strategy.name: {name!r} is not 'module:Class' or 'path/to/file.py:Class'"],
+            "use a built-in name (sma_cross, buy_and_hold) or point at your class",
         )
     if where.endswith(".py") or "/" in where or "\\" in where:
         module = _load_file(where, base_dir)
@@ -127,7 +128,10 @@ def _load_file(where: str, base_dir: Path | None) -> Any:
     module_name = "mqd_user_strategy_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise ConfigError([f"strategy.name: cannot load {path} as Python"])
+        raise ConfigError(
+            [f"strategy.name: cannot load {path} as Python"],
+            "the file must be a Python module (a .py file) defining the class",
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
     try:

@@ -238,7 +238,10 @@ class Throttler(ServerFeedback):
     def _admissible(self, limits: str | Sequence[str], weight: int) -> Draw:
         draw = self._expand(limits)
         if weight.__class__ is not int or weight < 1:
-            raise UsageError(f"weight must be a positive integer, got {weight!r}")
+            raise UsageError(
+                f"weight must be a positive integer, got {weight!r}",
+                "a request's weight counts how many budget slots it takes: 1 or more",
+            )
         if weight > draw.max_weight:
             lim = min(draw.lims, key=lambda lim: self._plan[lim.name][1])
             raise UsageError(

@@ -557,7 +557,9 @@ def write_plot(result: BacktestResult, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
     except OSError as exc:
-        raise UsageError(f"cannot write the chart to {path}: {exc.strerror}") from None
+        raise UsageError(
+            f"cannot write the chart to {path}: {exc.strerror}", "choose a writable --plot path"
+        ) from None
     finally:
         plt.close(fig)
     return path

@@ -150,7 +150,9 @@ class CsvFeed(_Poller):
         except CsvError as exc:
             raise UsageError(f"{exc.path}:{exc.line}: {exc.problem}", exc.fix) from exc
         except OSError as exc:
-            raise UsageError(f"cannot read bar file {self.path}: {exc}") from exc
+            raise UsageError(
+                f"cannot read bar file {self.path}: {exc}", "check the --data path"
+            ) from exc
         self.bars: dict[str, list[Bar]] = {
             s: sorted(bars, key=lambda b: b.timestamp) for s, bars in raw.items()
         }
