@@ -211,3 +211,27 @@ def test_readers_in_another_process_never_see_database_is_locked_while_a_writer_
         assert core.get_meta(after, "k") == "uncommitted"
     finally:
         after.close()
+
+
+def test_deferred_checkpoints_leave_the_wal_to_a_checkpoint_run_off_the_writer(tmp_path):
+    from mqd_cli.store import Store
+
+    store = Store.open(tmp_path / "mqd.db")
+    try:
+        store.defer_checkpoints()
+        with store.write() as cur:
+            cur.execute("CREATE TABLE bench_rows (k INTEGER PRIMARY KEY, v TEXT)")
+        for i in range(300):  # well past SQLite's 1,000-page autocheckpoint
+            with store.write() as cur:
+                cur.executemany(
+                    "INSERT INTO bench_rows (v) VALUES (?)", [("x" * 400,) for _ in range(20)]
+                )
+        wal = tmp_path / "mqd.db-wal"
+        assert wal.stat().st_size > 1000 * 4096  # nothing checkpointed inside the commits
+        busy, frames, done = store.checkpoint()
+        assert busy == 0 and frames > 1000 and done == frames
+        with store.write() as cur:  # the writer goes on, and the WAL restarts from the top
+            cur.execute("INSERT INTO bench_rows (v) VALUES ('after')")
+        assert store.query_one("SELECT count(*) AS n FROM bench_rows")["n"] == 6001
+    finally:
+        store.close()

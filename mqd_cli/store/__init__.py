@@ -88,6 +88,28 @@ class Store:
         with self._lock:
             self.conn.close()
 
+    # -- WAL checkpoints ---------------------------------------------------------------------
+
+    def defer_checkpoints(self) -> None:
+        """No automatic WAL checkpoint inside a commit on this connection (SQLite runs one in
+        the commit that crosses 1,000 pages, and the writer waits for it). The owner calls
+        ``checkpoint()`` at a time it chooses instead: ``mqd run`` does, off its event loop."""
+        with self._lock:
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def checkpoint(self) -> tuple[int, int, int] | None:
+        """A PASSIVE checkpoint on a connection of its own, so it never takes this store's
+        lock and a worker thread can run it while the writer goes on (SQLite releases the GIL).
+        Returns (busy, WAL frames, frames checkpointed); None for a store in memory."""
+        if str(self.path) == ":memory:":
+            return None
+        conn = sqlite3.connect(str(self.path), timeout=5, check_same_thread=False)
+        try:
+            row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
+        return int(row[0]), int(row[1]), int(row[2])
+
     # -- transactions --------------------------------------------------------------------------
 
     @contextmanager

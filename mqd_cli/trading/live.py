@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from mqd_cli.trading.feeds import BarFeed
 
 log = logging.getLogger("mqd.run")
+CHECKPOINT_EVERY = 5.0  # s between WAL checkpoints of the store, off the event loop
 
 ZERO = Decimal(0)
 # Reconcile findings that are our own orders' missed events: applied at start without asking.
@@ -593,6 +595,15 @@ class LiveSession:
         next_equity = 0.0
         next_refresh = 0.0
         empty_polls = 0
+        # The apply path never pauses for housekeeping: WAL checkpoints run on a worker
+        # thread every CHECKPOINT_EVERY s (not inside a commit), and the start-up objects
+        # leave the cyclic collector's sight (gc.freeze), so its full passes stay short.
+        store = self.services.store
+        store.defer_checkpoints()
+        next_checkpoint = self._real.monotonic() + CHECKPOINT_EVERY
+        checkpointing: asyncio.Task[Any] | None = None
+        gc.collect()
+        gc.freeze()
         engine.start()
         if self.systemd is not None:
             self.systemd.ready(
@@ -603,6 +614,10 @@ class LiveSession:
                 mono = self.clock.monotonic()
                 if self.systemd is not None:  # the watchdog counts real seconds
                     self.systemd.watchdog(self._real.monotonic(), healthy=self._healthy())
+                real_now = self._real.monotonic()
+                if real_now >= next_checkpoint and (checkpointing is None or checkpointing.done()):
+                    next_checkpoint = real_now + CHECKPOINT_EVERY
+                    checkpointing = asyncio.create_task(asyncio.to_thread(store.checkpoint))
                 # One rule for every time option: market time, the clock the session trades
                 # on (simulated time, or the broker's, which an emulator may accelerate).
                 if duration and self.market_now() - self.started_at >= duration:
@@ -645,7 +660,13 @@ class LiveSession:
         finally:
             if self.systemd is not None:
                 self.systemd.stopping(self.stop_text or "stopping")
+            gc.unfreeze()
+            if checkpointing is not None:
+                with contextlib.suppress(Exception):
+                    await checkpointing
             summary = await self._shutdown(tasks)
+            with contextlib.suppress(Exception):
+                store.checkpoint()  # leave a short WAL behind
         return summary
 
     def _healthy(self) -> bool:
