@@ -212,6 +212,9 @@ class Exchange:
         await self.proc.wait()
 
 
+from mqd_cli.stream.housekeeping import Housekeeping  # noqa: E402
+
+
 def client(urls: dict, db: Path):
     from mqd_cli.brokers.alpaca import AlpacaBroker
     from mqd_cli.clock import RealTimeClock
@@ -278,6 +281,9 @@ async def latency(rate: float, seconds: float, tmp: Path, driver: str) -> dict:
                 bursts.append(len(frames))
 
         stream._handle_frames = timed
+        housekeeping = Housekeeping(store)  # as `mqd run` keeps its apply path clear
+        housekeeping.start()
+        keeper = asyncio.create_task(housekeeping.run())
         task = asyncio.create_task(stream.run())
         await wait_connected(stream)
         await ex.send(f"go lat {driver}")
@@ -289,6 +295,8 @@ async def latency(rate: float, seconds: float, tmp: Path, driver: str) -> dict:
         emitted = (await ex.read())["emitted"]
         stream.stop()
         await task
+        keeper.cancel()
+        await housekeeping.stop()
         broker.close()
         store.close()
     lat = [(applied[k] - t) / 1e6 for k, t in emitted.items() if k in applied]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
     from mqd_cli.trading.feeds import BarFeed
 
 log = logging.getLogger("mqd.run")
-CHECKPOINT_EVERY = 5.0  # s between WAL checkpoints of the store, off the event loop
 
 ZERO = Decimal(0)
 # Reconcile findings that are our own orders' missed events: applied at start without asking.
@@ -596,14 +594,12 @@ class LiveSession:
         next_refresh = 0.0
         empty_polls = 0
         # The apply path never pauses for housekeeping: WAL checkpoints run on a worker
-        # thread every CHECKPOINT_EVERY s (not inside a commit), and the start-up objects
-        # leave the cyclic collector's sight (gc.freeze), so its full passes stay short.
-        store = self.services.store
-        store.defer_checkpoints()
-        next_checkpoint = self._real.monotonic() + CHECKPOINT_EVERY
-        checkpointing: asyncio.Task[Any] | None = None
-        gc.collect()
-        gc.freeze()
+        # thread (not inside a commit), and the start-up objects are frozen out of the
+        # cyclic collector's sight, so its full passes stay short.
+        from mqd_cli.stream.housekeeping import Housekeeping
+
+        housekeeping = Housekeeping(self.services.store)
+        housekeeping.start()
         engine.start()
         if self.systemd is not None:
             self.systemd.ready(
@@ -614,10 +610,7 @@ class LiveSession:
                 mono = self.clock.monotonic()
                 if self.systemd is not None:  # the watchdog counts real seconds
                     self.systemd.watchdog(self._real.monotonic(), healthy=self._healthy())
-                real_now = self._real.monotonic()
-                if real_now >= next_checkpoint and (checkpointing is None or checkpointing.done()):
-                    next_checkpoint = real_now + CHECKPOINT_EVERY
-                    checkpointing = asyncio.create_task(asyncio.to_thread(store.checkpoint))
+                housekeeping.tick()
                 # One rule for every time option: market time, the clock the session trades
                 # on (simulated time, or the broker's, which an emulator may accelerate).
                 if duration and self.market_now() - self.started_at >= duration:
@@ -660,13 +653,8 @@ class LiveSession:
         finally:
             if self.systemd is not None:
                 self.systemd.stopping(self.stop_text or "stopping")
-            gc.unfreeze()
-            if checkpointing is not None:
-                with contextlib.suppress(Exception):
-                    await checkpointing
             summary = await self._shutdown(tasks)
-            with contextlib.suppress(Exception):
-                store.checkpoint()  # leave a short WAL behind
+            await housekeeping.stop()
         return summary
 
     def _healthy(self) -> bool:
