@@ -5,7 +5,8 @@
   in batches (``apply_many`` of 100 events: the same journal-first guarantee, every event in the
   journal before its effects, one commit per batch) -- the figure held against the target --
   and one transaction per event (``apply``), reported beside it;
-* ``reconcile.diff`` of 10,000 local orders against 10,000 broker orders.
+* ``reconcile.diff`` of 10,000 local orders against 10,000 broker orders, and its cost per order
+  at 10,000, 100,000 and 300,000 orders (issue 17: <= 4 us per order at 300,000).
 
 Targets (issue 5): >= 100,000 events/s in memory, >= 20,000 events/s journaled, reconcile of
 10,000 orders < 0.5 s. Prints medians of several repeats. The machine may be shared and noisy,
@@ -221,6 +222,7 @@ def main() -> None:
     batched, batched_x, raw2 = bench_durable(n_orders, 100)
     single, single_x, raw3 = bench_durable(1_000, 1)
     secs, findings = bench_reconcile(10_000)
+    sizes = {n: bench_reconcile(n)[0] / n * 1e6 for n in (10_000, 100_000, 300_000)}
     raw = statistics.median((raw1, raw2, raw3))
     print(f"bare SQLite commits (yardstick)     : {raw:>9,.0f} /s (median over all repeats)")
     print(
@@ -238,6 +240,11 @@ def main() -> None:
     print(
         f"reconcile 10,000 vs 10,000          : {secs * 1000:>9.1f} ms"
         f"  (target 500 ms: ratio {secs / 0.5:.2f}; {findings} findings)"
+    )
+    print(
+        "reconcile per order                 : "
+        + ", ".join(f"{us:.2f} us at {n:,}" for n, us in sizes.items())
+        + f"  (target <= 4 us at 300,000: ratio {sizes[300_000] / 4:.2f})"
     )
 
 

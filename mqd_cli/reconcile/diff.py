@@ -6,6 +6,7 @@ small helper with a direct unit test. ``confirm`` keeps only what every look fou
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -40,12 +41,19 @@ def index_broker_orders(
     """(by client_order_id, by broker id); the newest report wins on duplicates."""
     by_cid: dict[str, OrderReport] = {}
     by_id: dict[str, OrderReport] = {}
+    _index_into(by_cid, by_id, orders)
+    return by_cid, by_id
+
+
+def _index_into(
+    by_cid: dict[str, OrderReport], by_id: dict[str, OrderReport], orders: Iterable[OrderReport]
+) -> None:
+    get = by_cid.get
     for r in orders:
-        old = by_cid.get(r.client_order_id)
+        old = get(r.client_order_id)
         if old is None or (r.updated_at or r.created_at) >= (old.updated_at or old.created_at):
             by_cid[r.client_order_id] = r
             by_id[r.id] = r
-    return by_cid, by_id
 
 
 def match(
@@ -64,11 +72,16 @@ def within_grace(local: LocalOrder, now: datetime, grace: timedelta) -> bool:
 
 
 def shadow_candidates(
-    local: LocalState, broker: BrokerSnapshot, now: datetime, grace: timedelta = DEFAULT_GRACE
+    local: LocalState,
+    broker: BrokerSnapshot,
+    now: datetime,
+    grace: timedelta = DEFAULT_GRACE,
+    index: tuple[dict[str, OrderReport], dict[str, OrderReport]] | None = None,
 ) -> list[LocalOrder]:
     """Our open orders that the broker's listings do not show: each needs a targeted lookup.
-    Orders in flight are never candidates (the listings may predate them)."""
-    by_cid, by_id = index_broker_orders(broker.orders)
+    Orders in flight are never candidates (the listings may predate them). ``index`` is
+    ``index_broker_orders(broker.orders)`` when the caller has it already."""
+    by_cid, by_id = index if index is not None else index_broker_orders(broker.orders)
     return [
         o
         for o in local.orders
@@ -173,11 +186,12 @@ def shadow_findings(
     lookups: Mapping[str, Lookup],
     now: datetime,
     grace: timedelta,
+    index: tuple[dict[str, OrderReport], dict[str, OrderReport]] | None = None,
 ) -> tuple[list[Finding], list[OrderReport]]:
     """Shadows confirmed by a 404, unverified orders, and the reports lookups found."""
     findings: list[Finding] = []
     found: list[OrderReport] = []
-    for o in shadow_candidates(local, broker, now, grace):
+    for o in shadow_candidates(local, broker, now, grace, index):
         lk = lookups.get(o.client_order_id)
         if lk is None:
             findings.append(
@@ -520,13 +534,38 @@ def diff(
     now: datetime | None = None,
     grace: timedelta = DEFAULT_GRACE,
 ) -> ReconcileReport:
-    """Compare our state with the broker's. Pure: same inputs, same report."""
+    """Compare our state with the broker's. Pure: same inputs, same report.
+
+    The cyclic collector is held off while it runs: the two snapshots are hundreds of
+    thousands of long-lived objects, and the collector's passes over them, triggered by the
+    findings and indexes built here, made the diff grow faster than linearly (3.2 us per order
+    at 10k orders, 6.9 at 300k). Nothing built here is cyclic garbage.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _diff(local, broker, lookups, now=now, grace=grace)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _diff(
+    local: LocalState,
+    broker: BrokerSnapshot,
+    lookups: Mapping[str, Lookup] | None = None,
+    *,
+    now: datetime | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+) -> ReconcileReport:
     now = now or broker.taken_at
     lookups = lookups or {}
     findings = orphan_findings(local, broker)
-    shadows, found = shadow_findings(local, broker, lookups, now, grace)
+    listed = index_broker_orders(broker.orders)
+    shadows, found = shadow_findings(local, broker, lookups, now, grace, listed)
     findings += shadows
-    by_cid, by_id = index_broker_orders((*broker.orders, *found))
+    by_cid, by_id = listed
+    _index_into(by_cid, by_id, found)  # the lookups' reports join (the newest report wins)
     pending, cash_adjust = in_flight_adjustment(local, by_cid, by_id)
     explained = False  # fills the repairs would add (a hint for cash drift)
     for f in findings:
