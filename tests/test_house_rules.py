@@ -391,7 +391,7 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert first_two[1] == command
 
 
-# -- every error speaks with a hint -----------------------------------------------------------------
+# -- every error speaks with a hint ----------------------------------------------------------------
 
 _ERRORS = {"UsageError", "StateError", "BrokerError", "ConfigError"}
 

@@ -221,7 +221,7 @@ def test_deferred_checkpoints_leave_the_wal_to_a_checkpoint_run_off_the_writer(t
         store.defer_checkpoints()
         with store.write() as cur:
             cur.execute("CREATE TABLE bench_rows (k INTEGER PRIMARY KEY, v TEXT)")
-        for i in range(300):  # well past SQLite's 1,000-page autocheckpoint
+        for _ in range(300):  # well past SQLite's 1,000-page autocheckpoint
             with store.write() as cur:
                 cur.executemany(
                     "INSERT INTO bench_rows (v) VALUES (?)", [("x" * 400,) for _ in range(20)]
