@@ -1,6 +1,9 @@
 """Protections benchmark: is_locked latency, evaluate() cost, `mqd protections status` start-up.
 
 Run: .venv/bin/python bench/protections.py   (prints medians and ratios)
+
+``evaluate`` and the cost of a closed trade are measured for the incremental evaluation (what
+mqd runs) and the straightforward reference (``ProtectionManager(incremental=False)``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,41 @@ def seed(store: Store, trades: int) -> None:
         )
 
 
+def closing_cost(s) -> dict[str, tuple[float, float]]:
+    """Mean cost of ``on_trade_closed`` (store write excluded) for the first and the last
+    1,000 of 5,000 losing trades a minute apart, all inside the lookback, per evaluation."""
+    out = {}
+    for mode, incremental in (("incremental", True), ("reference", False)):
+        tmp = Path(tempfile.mkdtemp())
+        store = Store.open(tmp / "close.db")
+        clock = BacktestClock(T0)
+        mgr = ProtectionManager(s, store, clock, incremental=incremental)
+        spent = []
+        for i in range(5000):
+            clock.advance_to(T0 + timedelta(minutes=i))
+            t = ClosedTrade(
+                trade_id=f"c{i:05d}",
+                symbol=f"S{i % 50}",
+                side="long",
+                qty=Decimal(1),
+                entry_price=Decimal(100),
+                exit_price=Decimal("99.99"),
+                opened_at=clock.now() - timedelta(minutes=1),
+                closed_at=clock.now(),
+                pnl=Decimal("-0.01"),
+                fees=Decimal(0),
+                exit_reason="signal",
+                strategy="b",
+            )
+            insert_closed_trade(store, t)
+            t0 = time.perf_counter()
+            mgr.on_trade_closed(t)
+            spent.append((time.perf_counter() - t0) * 1e6)
+        store.close()
+        out[mode] = (statistics.mean(spent[:1000]), statistics.mean(spent[-1000:]))
+    return out
+
+
 def main() -> None:
     logging.getLogger("mqd.protections").setLevel(logging.ERROR)  # quiet the lock messages
     tmp = Path(tempfile.mkdtemp())
@@ -74,7 +112,12 @@ def main() -> None:
 
     locked = median_us(lambda: mgr.is_locked("S1", "long"), 2000)
     evaluate = median_us(mgr.evaluate, 30)
+    reference = ProtectionManager(s, store, clock, incremental=False)
+    reference.start()
+    evaluate_ref = median_us(reference.evaluate, 30)
+    reference.stop()
     status = median_us(mgr.status, 30)
+    per_trade = closing_cost(s)
 
     # Broker equity: one sample a minute for 3 days.
     for m in range(3 * 24 * 60):
@@ -102,7 +145,13 @@ def main() -> None:
     status_json_ms = cli("protections", "status", "--json")
 
     print(f"is_locked (store query)            median {locked:8.1f} us")
-    print(f"evaluate, {trades} trades in store   median {evaluate / 1000:8.2f} ms")
+    print(f"evaluate, {trades} trades in store   median {evaluate / 1000:8.2f} ms (incremental)")
+    print(f"                                   median {evaluate_ref / 1000:8.2f} ms (reference)")
+    for mode, (first, last) in per_trade.items():
+        print(
+            f"closing a losing trade, {mode:<11} {first:8.1f} us with 0-1,000 trades in the"
+            f" window, {last:8.1f} us with 4,000-5,000"
+        )
     print(f"evaluate + 4320 equity samples     median {evaluate_eq / 1000:8.2f} ms")
     print(f"status()                           median {status / 1000:8.2f} ms")
     print(f"`mqd --help`                       median {help_ms:8.1f} ms")

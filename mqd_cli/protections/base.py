@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -146,8 +148,33 @@ class EvalContext:
     equity: list[EquityPoint]  # oldest first; the first point opens the window
 
 
+class ProtectionState(ABC):
+    """A protection evaluated incrementally: its answer kept up to date as trades close.
+
+    The manager's ``TradeWindow`` feeds it every closed trade of the window in (closed_at,
+    trade_id) order: ``add`` gets a trade at or after every trade fed so far (a trade closed at
+    the same instant as the newest may come with a smaller trade_id) and ``tail``, the equity
+    after each trade closed at that instant, in order. ``reset`` starts over from the equity the
+    window opens with (a trade out of time order, or a window rebuilt from the store).
+    ``requests`` returns exactly what ``Protection.evaluate`` (the straightforward evaluation,
+    kept as the reference) returns for the same trades at ``now``: the locks in force.
+    """
+
+    @abstractmethod
+    def reset(self, opener: EquityPoint) -> None:
+        """Forget everything; the window opens at ``opener`` (its start and equity)."""
+
+    @abstractmethod
+    def add(self, trade: ClosedTrade, tail: Sequence[EquityPoint]) -> None:
+        """Take in one closed trade (amortised O(1))."""
+
+    @abstractmethod
+    def requests(self, now: datetime, since: datetime) -> list[LockRequest]:
+        """The locks in force at ``now`` (end after ``now``); ``since`` is the window's start."""
+
+
 class Protection(ABC):
-    """A circuit breaker. Subclasses set ``name`` and implement the three methods."""
+    """A circuit breaker. Subclasses set ``name`` and implement the four methods."""
 
     name: str = ""
 
@@ -170,6 +197,10 @@ class Protection(ABC):
     @abstractmethod
     def status(self, ctx: EvalContext) -> ProtectionStatus:
         """The current measure against the threshold (locks are filled in by the manager)."""
+
+    @abstractmethod
+    def state(self) -> ProtectionState:
+        """A new incremental evaluation of this protection (what the manager runs)."""
 
     # -- helpers shared by the protections -----------------------------------------------------
 
@@ -198,6 +229,19 @@ class Protection(ABC):
 def in_window(trade: ClosedTrade, end: datetime, lookback: timedelta) -> bool:
     """Closed within ``(end - lookback, end]``: a trade exactly ``lookback`` old is out."""
     return end - lookback < trade.closed_at <= end
+
+
+def append_in_order(held: deque[ClosedTrade], trade: ClosedTrade) -> None:
+    """Append ``trade`` to trades in (closed_at, trade_id) order; one closed at the same
+    instant as the last ones with a smaller id goes in among them."""
+    key = (trade.closed_at, trade.trade_id)
+    i = len(held)
+    while i and (held[i - 1].closed_at, held[i - 1].trade_id) > key:
+        i -= 1
+    if i == len(held):
+        held.append(trade)
+    else:
+        held.insert(i, trade)
 
 
 def money(value: Decimal) -> str:

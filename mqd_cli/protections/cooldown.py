@@ -8,16 +8,19 @@ symbol with ``only_per_symbol = false``) for ``stop_duration`` from its close, o
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from mqd_cli.config.settings import CooldownSettings
 from mqd_cli.durations import format_duration
 from mqd_cli.orders.trades import ClosedTrade
 from mqd_cli.protections.base import (
+    EquityPoint,
     EvalContext,
     LockRequest,
     Protection,
+    ProtectionState,
     ProtectionStatus,
     describe_scope,
     money,
@@ -36,44 +39,51 @@ class Cooldown(Protection):
             return True
         return trade.pnl < 0 and -trade.pnl >= self.settings.loss_threshold
 
+    def _key(self, trade: ClosedTrade) -> str | None:
+        return trade.symbol if self.settings.only_per_symbol else None
+
     def evaluate(self, ctx: EvalContext) -> list[LockRequest]:
         latest: dict[str | None, ClosedTrade] = {}
         for t in ctx.trades:  # oldest first: the last one per key wins
             if self.qualifies(t):
-                latest[t.symbol if self.settings.only_per_symbol else None] = t
+                latest[self._key(t)] = t
         out = []
         for symbol, trade in latest.items():
             end = self.end_for(trade.closed_at)
             if end <= ctx.now:
                 continue
-            threshold = money(self.settings.loss_threshold)
-            what = (
-                "an exit"
-                if self.settings.after_any_exit
-                else f"a loss of {money(-trade.pnl)} (threshold {threshold})"
-            )
-            out.append(
-                LockRequest(
-                    protection=self.name,
-                    symbol=symbol,
-                    side=None,
-                    reason=(
-                        f"cooldown after {what} on {trade.symbol}; "
-                        f"{describe_scope(symbol, None)} paused {self.until_text()}"
-                    ),
-                    end=end,
-                    anchor=trade.closed_at,
-                    evidence={
-                        "trade_id": trade.trade_id,
-                        "symbol": trade.symbol,
-                        "pnl": str(trade.pnl),
-                        "exit_reason": trade.exit_reason,
-                        "loss_threshold": str(self.settings.loss_threshold),
-                        "closed_at": trade.closed_at.isoformat(),
-                    },
-                )
-            )
+            out.append(self._request(symbol, trade, end))
         return out
+
+    def _request(self, symbol: str | None, trade: ClosedTrade, end: datetime) -> LockRequest:
+        threshold = money(self.settings.loss_threshold)
+        what = (
+            "an exit"
+            if self.settings.after_any_exit
+            else f"a loss of {money(-trade.pnl)} (threshold {threshold})"
+        )
+        return LockRequest(
+            protection=self.name,
+            symbol=symbol,
+            side=None,
+            reason=(
+                f"cooldown after {what} on {trade.symbol}; "
+                f"{describe_scope(symbol, None)} paused {self.until_text()}"
+            ),
+            end=end,
+            anchor=trade.closed_at,
+            evidence={
+                "trade_id": trade.trade_id,
+                "symbol": trade.symbol,
+                "pnl": str(trade.pnl),
+                "exit_reason": trade.exit_reason,
+                "loss_threshold": str(self.settings.loss_threshold),
+                "closed_at": trade.closed_at.isoformat(),
+            },
+        )
+
+    def state(self) -> CooldownState:
+        return CooldownState(self)
 
     def status(self, ctx: EvalContext) -> ProtectionStatus:
         s = self.settings
@@ -100,3 +110,41 @@ class Cooldown(Protection):
             threshold=threshold,
             tripped=tripped,
         )
+
+
+class CooldownState(ProtectionState):
+    """``Cooldown`` evaluated incrementally: the latest qualifying exit per key (the symbol,
+    or everything), by (closed_at, trade_id) so the order trades arrive in does not matter."""
+
+    def __init__(self, cooldown: Cooldown):
+        self.cooldown = cooldown
+        self.reset(None)
+
+    def reset(self, opener: EquityPoint | None) -> None:
+        self._latest: dict[str | None, tuple[ClosedTrade, LockRequest | None]] = {}
+
+    def add(self, trade: ClosedTrade, tail: Sequence[EquityPoint]) -> None:
+        cooldown = self.cooldown
+        if not cooldown.qualifies(trade):
+            return
+        key = cooldown._key(trade)
+        held = self._latest.get(key)
+        if held is None or (trade.closed_at, trade.trade_id) > (
+            held[0].closed_at,
+            held[0].trade_id,
+        ):
+            self._latest[key] = (trade, None)
+
+    def requests(self, now: datetime, since: datetime) -> list[LockRequest]:
+        out = []
+        for key, (trade, request) in list(self._latest.items()):
+            if request is None:
+                end = self.cooldown.end_for(trade.closed_at)
+                if end > now:
+                    request = self.cooldown._request(key, trade, end)
+                    self._latest[key] = (trade, request)
+            if request is None or request.end <= now:  # over: only a later exit pauses again
+                del self._latest[key]
+                continue
+            out.append(request)
+        return out

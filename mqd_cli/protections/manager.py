@@ -6,19 +6,23 @@ sees the same store. Locks live only in the store: ``is_locked`` reads it, so an
 by ``mqd protections unlock`` in another process takes effect at the next check, and locks
 survive restarts. A lock is inactive exactly at its end, on any clock.
 
-The evaluation context (the closed trades of the longest lookback and the equity they leave)
-is kept incrementally in a ``TradeWindow``: each evaluation reads only the trades stored since
-the newest one it holds, appends them and folds the trades that left the window into the
-equity it opens with, so its cost follows the window, not the history. Start-up and every
-periodic check rebuild it from the store, which also picks up a trade another process stored
-out of time order.
+The closed trades of the longest lookback are kept in a ``TradeWindow`` that reads only the
+trades stored since the newest one it holds, and each protection is evaluated incrementally
+(``Protection.state``): every trade the window takes in updates running counters, sliding
+windows and running peaks, so a closed trade costs amortised O(1), whatever the number of
+trades in the lookback. The straightforward evaluation (``Protection.evaluate`` over an
+``EvalContext``, today's definition of every lock) is kept as the reference:
+``ProtectionManager(incremental=False)`` runs it, and a property test checks that both place
+the same locks. Start-up and every periodic check rebuild the window and the states from the
+store, which also picks up a trade another process stored out of time order.
+
+When one evaluation places several locks of one protection, they are stored oldest anchor
+first (then by symbol and side), so lock ids do not depend on how the trades were grouped.
 """
 
 from __future__ import annotations
 
 import logging
-from bisect import insort
-from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,22 +31,24 @@ from typing import Literal
 from mqd_cli.clock import Clock, Timer
 from mqd_cli.config.settings import ProtectionsSettings
 from mqd_cli.errors import UsageError
-from mqd_cli.orders.trades import SIDES, ClosedTrade, closed_trades
+from mqd_cli.orders.trades import SIDES, ClosedTrade
 from mqd_cli.protections.base import (
     EquityPoint,
     EvalContext,
     Lock,
+    LockRequest,
     Protection,
     ProtectionEvent,
+    ProtectionState,
     ProtectionStatus,
 )
 from mqd_cli.protections.cooldown import Cooldown
 from mqd_cli.protections.low_profit import LowProfit
-from mqd_cli.protections.max_drawdown import MaxDrawdown
+from mqd_cli.protections.max_drawdown import MaxDrawdown, MaxDrawdownState
 from mqd_cli.protections.stoploss_guard import StoplossGuard
+from mqd_cli.protections.window import TradeWindow
 from mqd_cli.store import Store
 from mqd_cli.store import protections as locks_db
-from mqd_cli.store import trades as trades_db
 from mqd_cli.store.protections import LockRow
 
 log = logging.getLogger("mqd.protections")
@@ -58,6 +64,11 @@ def format_remaining(seconds: float) -> str:
     mins, secs = divmod(secs, 60)
     parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (mins, "m"), (secs, "s")) if v]
     return " ".join(parts) or "0s"
+
+
+def _order(request: LockRequest) -> tuple[datetime, str, str]:
+    """Locks placed by one evaluation are stored oldest anchor first, then by scope."""
+    return (request.anchor, request.symbol or "", request.side or "")
 
 
 def _lock(row: LockRow | None) -> Lock | None:
@@ -77,8 +88,11 @@ class ProtectionManager:
         store: Store,
         clock: Clock,
         notify: Callable[[ProtectionEvent], None] | None = None,
+        *,
+        incremental: bool = True,
     ):
         self.settings = settings
+        self.incremental = incremental
         self.store = store
         self.clock = clock
         self.notify = notify
@@ -90,7 +104,17 @@ class ProtectionManager:
         ]
         self._timer: Timer | None = None
         self._expiry_timers: dict[int, Timer] = {}
-        self.window = TradeWindow(store, settings.max_drawdown.starting_equity)
+        # The incremental states of the enabled protections (none for the reference path).
+        self.states: dict[str, ProtectionState] = (
+            {p.name: p.state() for p in self.protections if p.enabled} if incremental else {}
+        )
+        self.window = TradeWindow(
+            store, settings.max_drawdown.starting_equity, tuple(self.states.values())
+        )
+        self._samples_stale = True  # reload the broker equity samples from the store
+        # Locks known to be in the store (placed here or found there), by identity: asking
+        # the store again for one of these is a no-op, so it is skipped.
+        self._known: set[tuple[str, str | None, str | None, datetime]] = set()
         self._winners_may_lock = settings.low_profit.enabled or (
             settings.cooldown.enabled and settings.cooldown.after_any_exit
         )
@@ -107,7 +131,7 @@ class ProtectionManager:
             return []
         for lock in _locks(locks_db.active_locks(self.store, self.clock.now())):
             self._schedule_expiry(lock)
-        self.window.invalidate()
+        self.invalidate()
         placed = self.evaluate()
         self._schedule_check()
         return placed
@@ -121,6 +145,11 @@ class ProtectionManager:
             timer.cancel()
         self._expiry_timers.clear()
 
+    def invalidate(self) -> None:
+        """Rebuild the window, the states and the equity samples from the store next time."""
+        self.window.invalidate()
+        self._samples_stale = True
+
     def _schedule_check(self) -> None:
         self._timer = self.clock.call_later(
             self.settings.check_interval.total_seconds(), self._check, "protections.check"
@@ -128,7 +157,7 @@ class ProtectionManager:
 
     def _check(self) -> None:
         try:
-            self.window.invalidate()  # the store is the truth: rebuild from it now and then
+            self.invalidate()  # the store is the truth: rebuild from it now and then
             self.evaluate()
             keep = max(p.history_needed() for p in self.protections) + timedelta(days=1)
             locks_db.prune_equity(self.store, self.clock.now() - keep)
@@ -181,10 +210,21 @@ class ProtectionManager:
         active = self.enabled
         if not active:
             return []
-        ctx = self.context(now, active, extra_trades)
+        if self.incremental:
+            requests = self._requests(now, active, extra_trades)
+        else:
+            ctx = self.context(now, active, extra_trades)
+            requests = [p.evaluate(ctx) for p in active]
         placed = []
-        for protection in active:
-            for request in protection.evaluate(ctx):
+        known = self._known
+        if len(known) > 4096:  # forget the ended ones (they end, so they never come back)
+            known.difference_update([k for k in known if k[3] <= now])
+        for mine in requests:
+            for request in sorted(mine, key=_order) if len(mine) > 1 else mine:
+                identity = (request.protection, request.symbol, request.side, request.end)
+                if identity in known:
+                    continue
+                known.add(identity)
                 lock = _lock(locks_db.insert_lock(self.store, request, now))
                 if lock is None:
                     continue  # already placed (or lifted by an operator): same evidence
@@ -197,6 +237,37 @@ class ProtectionManager:
                     f"({format_remaining((lock.end - now).total_seconds())}): {lock.reason}",
                 )
         return placed
+
+    def _requests(
+        self, now: datetime, active: list[Protection], extra_trades: tuple[ClosedTrade, ...]
+    ) -> list[list[LockRequest]]:
+        """What the incremental states ask for now, per active protection."""
+        since = now - max(p.history_needed() for p in active)
+        window = self.window
+        window.move_to(since)
+        window.add(extra_trades)
+        states = self.states
+        drawdown = states.get(MaxDrawdown.name)
+        if isinstance(drawdown, MaxDrawdownState):
+            self._sync_samples(drawdown, since)
+        return [states[p.name].requests(now, since) for p in active]
+
+    def _sync_samples(self, state: MaxDrawdownState, since: datetime) -> None:
+        """Bring the broker equity samples up to date: those stored since the newest held
+        (all of the window after a rebuild, or when the newest one's value changed)."""
+        tracker = state.broker
+        newest = tracker.newest
+        if newest is not None and not self._samples_stale:
+            rows = locks_db.equity_samples(self.store, newest.at)
+            if not rows or rows[0][0] != newest.at or rows[0][1] != newest.equity:
+                newest = None  # pruned or overwritten under us: reload
+            else:
+                tracker.add_each(EquityPoint(at, eq, "broker") for at, eq in rows[1:])
+                return
+        rows = locks_db.equity_samples(self.store, since)
+        tracker.start(None)
+        tracker.add_each(EquityPoint(at, eq, "broker") for at, eq in rows)
+        self._samples_stale = False
 
     def context(
         self,
@@ -307,81 +378,4 @@ class ProtectionManager:
             log.exception("protections: notify failed for %s", kind)
 
 
-class TradeWindow:
-    """The closed trades since ``since`` (oldest first, by closed_at then trade_id), the equity
-    the window opens with (starting equity plus the PnL closed before it) and the equity after
-    each trade, kept up to date incrementally from the store."""
-
-    def __init__(self, store: Store, starting_equity: Decimal):
-        self.store = store
-        self.starting_equity = Decimal(starting_equity)
-        self.since: datetime | None = None  # None: to be (re)built from the store
-        self.opening = self.starting_equity
-        self.trades: deque[ClosedTrade] = deque()
-        self.points: deque[EquityPoint] = deque()  # equity after each trade of ``trades``
-        self._ids: set[str] = set()
-
-    def invalidate(self) -> None:
-        """Rebuild from the store at the next ``move_to``."""
-        self.since = None
-
-    def move_to(self, since: datetime) -> None:
-        """Make ``since`` the window's start and take in the trades stored since the newest
-        one held. A start earlier than the current one (or a window not built) rebuilds it."""
-        if self.since is None or since < self.since:
-            self._rebuild(since)
-            return
-        trades, points = self.trades, self.points
-        while trades and trades[0].closed_at < since:
-            gone = trades.popleft()
-            points.popleft()
-            self._ids.discard(gone.trade_id)
-            self.opening += gone.pnl
-        self.since = since
-        newest = trades[-1].closed_at if trades else since
-        self.add(closed_trades(self.store, since=newest))
-
-    def add(self, trades: Iterable[ClosedTrade]) -> None:
-        """Take in trades not yet held (a trade closed before the window, whose PnL may be
-        missing from the opening equity, rebuilds the window from the store)."""
-        since = self.since
-        if since is None:
-            return
-        for t in trades:
-            if t.trade_id in self._ids:
-                continue
-            if t.closed_at < since:
-                self._rebuild(since)
-                continue
-            held = self.trades
-            if held and (t.closed_at, t.trade_id) < (held[-1].closed_at, held[-1].trade_id):
-                self._insert(t)  # out of time order (stored late by another path)
-                continue
-            equity = (self.points[-1].equity if self.points else self.opening) + t.pnl
-            held.append(t)
-            self.points.append(EquityPoint(t.closed_at, equity, "trades"))
-            self._ids.add(t.trade_id)
-
-    def _insert(self, trade: ClosedTrade) -> None:
-        trades = list(self.trades)
-        insort(trades, trade, key=lambda t: (t.closed_at, t.trade_id))
-        self._reset(self.opening, trades)
-
-    def _rebuild(self, since: datetime) -> None:
-        self.since = since
-        before = trades_db.realized_pnl_before(self.store, since)
-        self._reset(self.starting_equity + before, closed_trades(self.store, since))
-
-    def _reset(self, opening: Decimal, trades: list[ClosedTrade]) -> None:
-        self.opening = opening
-        self.trades = deque(trades)
-        self._ids = {t.trade_id for t in trades}
-        equity = opening
-        points = []
-        for t in trades:
-            equity += t.pnl
-            points.append(EquityPoint(t.closed_at, equity, "trades"))
-        self.points = deque(points)
-
-
-__all__ = ["ProtectionManager", "TradeWindow", "format_remaining"]
+__all__ = ["ProtectionManager", "format_remaining"]

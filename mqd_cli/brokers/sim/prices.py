@@ -115,6 +115,9 @@ class SyntheticPrices:
         # per symbol: chunk index -> cumulative log return at the chunk's first open
         self._chunk_start: dict[str, dict[int, float]] = {}
         self._chunks: OrderedDict[tuple[str, int], tuple[NDArray[Any], ...]] = OrderedDict()
+        self._at_time: datetime | None = None  # ``price_at``'s last instant and its bar index
+        self._at_index = 0
+        self._last_price: dict[str, tuple[int, Decimal]] = {}  # symbol -> (bar index, price)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -161,8 +164,19 @@ class SyntheticPrices:
 
     def price_at(self, symbol: str, t: datetime) -> Decimal:
         """The last price at ``t``: the open of the bar containing it."""
-        k = self.index_of(t)
-        return _float_to_tick(self._series(symbol, k)[0])
+        # Marking an account to market asks for every position's price at the same instant,
+        # again and again within a bar: the bar index of the last instant and each symbol's
+        # last price are kept (a price is a pure function of symbol and bar index).
+        if t is not self._at_time:
+            self._at_index = self.index_of(t)
+            self._at_time = t
+        k = self._at_index
+        hit = self._last_price.get(symbol)
+        if hit is not None and hit[0] == k:
+            return hit[1]
+        price = _float_to_tick(self._series(symbol, k)[0])
+        self._last_price[symbol] = (k, price)
+        return price
 
     # -- the walk -------------------------------------------------------------------------------
     # numpy (already installed with alpaca-py's pandas) is imported here, lazily: generating a
