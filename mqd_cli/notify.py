@@ -15,11 +15,18 @@ error message, and httpx's own request log lines are scrubbed of it.
 
 In async code call ``dispatch`` (fire and forget on the running loop) or ``await send_async``;
 ``await drain()`` at shutdown waits for alerts still in flight.
+
+``Heartbeat`` is the dead-man switch of ``mqd run``: an HTTP GET of ``[notify] heartbeat_url``
+every ``heartbeat_interval`` while the loop is healthy, for a cron-style monitor that alerts when
+the pings stop. The loop calls ``beat`` on every pass; a due ping runs as a task on the loop
+through the throttler's ``heartbeat`` budget, bounded by a timeout, one at a time, so a slow or
+dead monitor never holds the loop. The URL is a ``Secret`` like the webhook's.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +34,13 @@ from mqd_cli.config.loading import redact
 from mqd_cli.config.settings import DiscordSettings
 
 if TYPE_CHECKING:
+    import asyncio
+    import ssl
+
     import httpx
 
     from mqd_cli.clock import Clock
+    from mqd_cli.config.fields import Secret
     from mqd_cli.throttle import Throttler
 
 log = logging.getLogger("mqd.notify")
@@ -325,3 +336,124 @@ def build(services: Any) -> DiscordNotifier:
     settings = services.settings.notify.discord
     throttler = services.throttler if settings.webhook_url.is_set() else None
     return DiscordNotifier(settings, clock=services.clock, throttler=throttler)
+
+
+# -- the dead-man heartbeat -----------------------------------------------------------------------
+
+HEARTBEAT_LIMIT = "heartbeat"
+
+
+@dataclass
+class HeartbeatStats:
+    sent: int = 0  # pings the monitor answered with 2xx/3xx
+    failed: int = 0  # an error answer, no answer within the timeout, or no connection
+    skipped: int = 0  # due while the previous ping was still in flight
+
+
+class Heartbeat:
+    """Pings ``url`` (HTTP GET) every ``interval`` seconds while the caller says it is healthy.
+
+    ``beat(now, healthy=...)`` is called on every pass of the run loop with a monotonic time in
+    real seconds. It never blocks and never raises: a due ping is a task on the running loop
+    that waits for the throttler's ``heartbeat`` budget and the answer, both within
+    ``timeout``; failures are counted and logged (the URL scrubbed), and the next ping is due
+    an interval after this one was started, whatever came of it.
+    """
+
+    def __init__(
+        self,
+        url: Secret,
+        *,
+        interval: float,
+        throttler: Callable[[], Throttler],
+        timeout: float = 10.0,
+        transport: Any = None,
+    ):
+        import httpx  # here, before the loop runs: importing it later would hold the loop
+
+        self._url = url.reveal()
+        _register_secret(self._url)
+        self.interval = interval
+        self.timeout = timeout
+        self._throttler_of = throttler
+        self._throttler: Throttler | None = None
+        self._transport = transport
+        # Building a TLS context costs ~20 ms: once, here, not on every ping.
+        self._ssl: ssl.SSLContext = httpx.create_ssl_context()
+        self._task: asyncio.Task[None] | None = None
+        self._last: float | None = None
+        self.stats = HeartbeatStats()
+
+    @classmethod
+    def of(cls, services: Any) -> Heartbeat | None:
+        """The heartbeat of ``services``' ``[notify]`` settings; None when no URL is set (the
+        throttler is built at the first ping)."""
+        notify = services.settings.notify
+        if not notify.heartbeat_url.is_set():
+            return None
+        return cls(
+            notify.heartbeat_url,
+            interval=notify.heartbeat_interval.total_seconds(),
+            throttler=lambda: services.throttler,
+        )
+
+    def beat(self, now: float, *, healthy: bool) -> None:
+        """Start a ping when one is due (``interval`` since the last) and ``healthy``."""
+        if not healthy or (self._last is not None and now - self._last < self.interval):
+            return
+        self._last = now
+        if self._task is not None and not self._task.done():
+            self.stats.skipped += 1  # never two at once: a hung monitor must not pile them up
+            return
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the run loop: nothing to run the ping on
+            return
+        self._task = loop.create_task(self._ping(), name="heartbeat")
+
+    async def _ping(self) -> None:
+        import asyncio
+
+        try:
+            throttler = self._throttler
+            if throttler is None:
+                throttler = self._throttler = self._throttler_of()
+            await asyncio.wait_for(
+                # not retried on a 5xx or a network error: the next ping is the retry
+                throttler.call_async(HEARTBEAT_LIMIT, self._get, idempotent=False),
+                self.timeout,
+            )
+        except Exception as exc:
+            self.stats.failed += 1
+            what = f"no answer within {self.timeout:g}s" if isinstance(exc, TimeoutError) else exc
+            log.warning("heartbeat ping failed: %s", scrub(str(what)))
+            return
+        self.stats.sent += 1
+
+    async def _get(self) -> None:
+        import httpx
+
+        from mqd_cli.brokers.errors import BrokerCallError, BrokerUnavailable, RateLimited
+
+        try:
+            async with httpx.AsyncClient(
+                verify=self._ssl, timeout=self.timeout, transport=self._transport
+            ) as client:
+                response = await client.get(self._url)
+        except httpx.HTTPError as exc:
+            raise BrokerUnavailable(
+                f"heartbeat unreachable: {type(exc).__name__}: {scrub(str(exc))}"
+            ) from None
+        status = response.status_code
+        if status == 429:
+            raise RateLimited(
+                "heartbeat rate limit", retry_after=_retry_after(response), status=429
+            )
+        if status >= 500:
+            raise BrokerUnavailable(f"heartbeat answered {status}", status=status)
+        if status >= 400:
+            raise BrokerCallError(f"heartbeat answered {status}", status=status)
+        if self._throttler is not None:
+            self._throttler.observe(HEARTBEAT_LIMIT, status, response.headers)

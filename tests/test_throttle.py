@@ -449,6 +449,7 @@ def test_presets_cover_every_named_api():
         "finnhub_burst": (30, 1),
         "discord": (5, 2),
         "discord_global": (50, 1),
+        "heartbeat": (6, 60),
     }
     assert PRESETS["finnhub"].pools == ("finnhub_burst",)
     assert PRESETS["discord"].pools == ("discord_global",)

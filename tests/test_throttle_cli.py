@@ -40,6 +40,7 @@ def test_stats_json_lists_every_preset_with_zero_counters_on_a_fresh_store(mqd):
         "finnhub_burst",
         "discord",
         "discord_global",
+        "heartbeat",
     ]
     first = doc["limits"][0]
     assert (first["limit"], first["window_seconds"], first["budget"]) == (200, 60.0, 194)

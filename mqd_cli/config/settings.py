@@ -123,7 +123,7 @@ class ThrottleSettings:
     limits: dict[str, RateLimitSettings] = setting(
         {},
         "Overrides of the presets (alpaca_trading, alpaca_data, polygon, finnhub,"
-        " finnhub_burst, discord, discord_global) or extra limits.",
+        " finnhub_burst, discord, discord_global, heartbeat) or extra limits.",
     )
 
 
@@ -382,8 +382,23 @@ class DiscordSettings:
 
 @dataclass(frozen=True)
 class NotifySettings:
-    """[notify] Where alerts go."""
+    """[notify] Where alerts go, and the dead-man heartbeat of `mqd run`."""
 
+    heartbeat_url: Secret = setting(
+        Secret(""),
+        "URL `mqd run` GETs every heartbeat_interval while its loop is healthy, for a cron-style"
+        " monitor (healthchecks.io, Uptime Kuma push, Cronitor): pings stop when the run dies,"
+        " hangs or loses its stream, and the monitor alerts. It may hold a token: never"
+        " printed; 'env:NAME' reads a variable. Empty = off.",
+        secret=True,
+    )
+    heartbeat_interval: timedelta = setting(
+        timedelta(minutes=1),
+        "Real time between two heartbeat pings; set the monitor's period to this and its grace"
+        " to a few more. Default 1m.",
+        min=timedelta(seconds=1),
+        max=timedelta(hours=1),
+    )
     discord: DiscordSettings = table(DiscordSettings)
 
 
@@ -562,6 +577,37 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """[log] Log lines in a file besides stderr, rotated by size, secrets never written."""
+
+    file: str = setting(
+        "",
+        "Log file, '~' expanded, its directory created (empty = no file). Example:"
+        " '~/.local/state/mqd/mqd.log'. Processes running at once should each have their own.",
+    )
+    level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", "Lowest level written to the file; --log-level overrides it for one command."
+    )
+    json: bool = setting(
+        False,
+        "Write JSON lines (time, level, command, pid, logger, message, event) instead of text.",
+    )
+    max_bytes: int = setting(
+        10_000_000,
+        "Rotate the file when a line would take it past this size in bytes (0 = never rotate)."
+        " Default 10000000.",
+        min=0,
+        max=1_000_000_000_000,
+    )
+    backups: int = setting(
+        5,
+        "Rotated files kept: file.1 (newest) ... file.N, at least 1. Default 5.",
+        min=1,
+        max=1000,
+    )
+
+
+@dataclass(frozen=True)
 class BacktestSettings:
     """[backtest] Defaults of `mqd backtest`."""
 
@@ -597,3 +643,4 @@ class Settings:
     symbols: SymbolsSettings = table(SymbolsSettings)
     run: RunSettings = table(RunSettings)
     backtest: BacktestSettings = table(BacktestSettings)
+    log: LogSettings = table(LogSettings)

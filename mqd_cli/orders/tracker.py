@@ -423,6 +423,19 @@ class OrderTracker:
         self._flush()
         return result
 
+    def note(
+        self, client_order_id: str, event: str, detail: str = "", *, source: str = "local"
+    ) -> None:
+        """Journal a request mqd made about an order (``cancel_requested``) or what came of it
+        (``cancel_failed``) as evidence, changing no state. The order may be one mqd does not
+        track (an external order an operator cancels)."""
+        if self._j is None:
+            return
+        now = self.clock.now()
+        row = (self._j.ts(now), source, client_order_id, event, "recorded", detail, "{}")
+        self._pending.events.append(row)
+        self._flush()
+
     def adopt(self, report: OrderReport, *, source: str = "reconcile") -> ApplyResult:
         """Track an order placed outside mqd (marked external) and apply its report."""
         return self.apply_order_report(report, source=source)

@@ -74,6 +74,9 @@ PRESETS: dict[str, RateLimit] = {
         RateLimit("finnhub_burst", 30, timedelta(seconds=1)),
         RateLimit("discord", 5, timedelta(seconds=2), ("discord_global",)),
         RateLimit("discord_global", 50, timedelta(seconds=1)),
+        # The dead-man heartbeat of `mqd run` ([notify] heartbeat_url): one ping a minute by
+        # default; the budget stops a misconfigured interval from hammering the monitor.
+        RateLimit("heartbeat", 6, timedelta(minutes=1)),
     )
 }
 
