@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "run",
     "backtest",
     "reconcile",
+    "act",
     "stream",
     "symbols",
     "protections",
@@ -29,6 +30,12 @@ COMMAND_MODULES = (
     "sim",
     "config",
     "doctor",
+    "orders",  # the history commands (orders ... runs) share commands/_history.py
+    "fills",
+    "trades",
+    "positions",
+    "pnl",
+    "runs",
 )
 
 
@@ -92,24 +99,33 @@ def _guard(fn):
     return wrapper
 
 
-def _guard_all(typer_app: typer.Typer) -> None:
+def _guard_all(typer_app: typer.Typer, prefix: str = "") -> None:
+    """Guard every command callback and give it ``--log-level`` (its log lines name it)."""
+    from mqd_cli.commands._common import with_log_level
+
     for info in typer_app.registered_commands:
         if info.callback and not getattr(info.callback, "__mqd_guarded__", False):
-            info.callback = _guard(info.callback)
+            name = f"{prefix}{info.name or info.callback.__name__}"
+            info.callback = _guard(with_log_level(info.callback, name))
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
-            _guard_all(group.typer_instance)
+            _guard_all(group.typer_instance, f"{prefix}{group.name or ''} ")
 
 
 def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
-    """The root app with the commands of ``modules`` registered, every callback guarded."""
+    """The root app with the commands of ``modules`` registered, every callback guarded.
+
+    The whole app has typer's shell completion (``--install-completion``, ``--show-completion``
+    and the ``_MQD_COMPLETE`` protocol the installed script speaks); the slim apps ``main()``
+    builds for a named command or ``--version`` never reach a root option, so they skip it.
+    """
     root_app = typer.Typer(
         name="mqd",
         help="mqd: operate an Alpaca trading system from the terminal and from cron.\n\n"
         "Example: mqd run --config config.example.toml",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
-        add_completion=False,
+        add_completion=modules == COMMAND_MODULES,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
@@ -206,11 +222,16 @@ def _command_for(argv: list[str]):
     first = next((a for a in argv if not a.startswith("-")), None)
     if first is None and "--version" in argv and not {"-h", "--help"} & set(argv):
         return typer.main.get_command(build_app(()))  # eager: no command is ever reached
-    if first in COMMAND_MODULES:
-        command = typer.main.get_command(build_app((first,)))
+    module = _MODULE_OF.get(first or "", first)
+    if module in COMMAND_MODULES:
+        command = typer.main.get_command(build_app((module,)))
         if first in getattr(command, "commands", {}):
             return command
     return typer.main.get_command(app)
+
+
+# Commands registered by a module of another name (command -> module).
+_MODULE_OF = {"cancel": "act", "flatten": "act"}
 
 
 # Options every command takes: given before the command, the root refuses them.

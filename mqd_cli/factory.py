@@ -12,7 +12,6 @@ attributes they use (the broker builds the throttler, for example).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from mqd_cli.brokers.base import Broker
     from mqd_cli.brokers.sim.broker import SimBroker
     from mqd_cli.clock import Clock
+    from mqd_cli.history.query import HistorySource
     from mqd_cli.notify import DiscordNotifier
     from mqd_cli.orders.tracker import OrderTracker
     from mqd_cli.protections.manager import ProtectionManager
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from mqd_cli.trading.engine import Engine, EngineEvent
     from mqd_cli.trading.feeds import BarFeed
     from mqd_cli.trading.live import LiveSession, RunOptions
-
-SIM_SESSION_DB = "sim-session.db"
 
 
 class Services:
@@ -63,6 +61,10 @@ class Services:
         self._session = False
         self._journal = True  # a backtest's tracker keeps no journal
         self._bar_file = bar_file
+        # The sim session these services journal into or read (None: the configured store),
+        # and the services built over other stores that close with these.
+        self.session_name: str | None = None
+        self._spawned: list[Services] = []
 
     @property
     def is_sim(self) -> bool:
@@ -294,31 +296,150 @@ class Services:
             **options,
         )
 
-    def sim_session(self) -> Services:
-        """Services for an offline sim run: an accelerated clock and a fresh session database.
+    def sim_session(self, name: str | None = None) -> Services:
+        """Services for an offline sim run: an accelerated clock and a new session database.
 
         The simulated exchange lives in this process's memory, so its orders and positions
         vanish when the run ends; a journal from an earlier session would not match it. Each
-        sim run therefore journals into ``sim-session.db`` next to the configured store,
-        replaced at start and kept afterwards for inspection.
+        sim run therefore journals into a database of its own, ``sim-sessions/<name>.db`` next
+        to the configured store (``name``, or the UTC time it began), and keeps it: the last
+        ``history.sessions.KEEP_SESSIONS`` are kept, the oldest beyond them removed here.
         """
         from mqd_cli.clock import AcceleratedClock
+        from mqd_cli.history import runs as run_log
+        from mqd_cli.history import sessions
         from mqd_cli.trading.live import parse_time
 
         settings = self.settings
-        db = store_path(settings).with_name(SIM_SESSION_DB)
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                Path(str(db) + suffix).unlink()
         run = settings.run
         start = parse_time(run.sim_start, "[run] sim_start") if run.sim_start else None
+        name, db = sessions.create(self.store_path, name, self.clock.now())
+        try:
+            sessions.prune(
+                self.store_path,
+                run_log.session_names(self.store),
+                keep=sessions.KEEP_SESSIONS,
+                protect={name} | run_log.running_sessions(self.store),
+            )
+        except BaseException:
+            sessions.remove(self.store_path, name)
+            raise
         clock = AcceleratedClock(settings.sim.speed, start, paused=True)
         settings = dataclasses.replace(
             settings, store=dataclasses.replace(settings.store, path=str(db))
         )
         session = Services(settings, clock=clock, loaded=self.loaded)
         session._session = True
+        session.session_name = name
         return session
+
+    def reading(self, session: str | None = None, *, latest: bool = True) -> Services:
+        """Services that read a kept sim session: ``session`` by name, else (``latest`` and
+        ``broker = "sim"``) the latest one; these services themselves when there is none.
+
+        The session's services run on its time: a clock that starts where the session is
+        (when its run stopped, or its simulated time now while it runs), so "now", "the last
+        hour" and active locks mean what they meant in the session. UsageError (exit 2) for a
+        session that does not exist.
+        """
+        from mqd_cli.history import runs as run_log
+        from mqd_cli.history import sessions
+
+        name = sessions.check_name(session) if session is not None else None
+        if name is None:
+            if not (latest and self.is_sim):
+                return self
+            name = sessions.latest(self.store_path, run_log.session_names(self.store))
+            if name is None:
+                return self
+        path = sessions.session_path(self.store_path, name)
+        if not path.is_file():
+            from mqd_cli.errors import UsageError
+
+            kept = sessions.on_disk(self.store_path)
+            raise UsageError(
+                f"no sim session {name!r} in {sessions.sessions_dir(self.store_path)}",
+                ("kept sessions: " + ", ".join(kept[-10:]) + "; `mqd runs` lists them")
+                if kept
+                else 'no session is kept yet: `mqd run` with broker = "sim" keeps one per run',
+            )
+        from mqd_cli.clock import AcceleratedClock
+        from mqd_cli.store import Store
+        from mqd_cli.store.history import last_activity
+
+        journal = Store.open(
+            path, busy_timeout_ms=int(self.settings.store.busy_timeout.total_seconds() * 1000)
+        )
+        try:
+            last = last_activity(journal)
+        except BaseException:
+            journal.close()
+            raise
+        now = run_log.as_of(
+            run_log.session_runs(self.store, name),
+            datetime.fromisoformat(last) if last else None,
+            self.clock.now(),
+        )
+        settings = dataclasses.replace(
+            self.settings, store=dataclasses.replace(self.settings.store, path=str(path))
+        )
+        reader = Services(settings, clock=AcceleratedClock(1.0, now), loaded=self.loaded)
+        reader.__dict__["store"] = journal  # opened above: a cached_property takes it as is
+        reader.session_name = name
+        self._spawned.append(reader)
+        return reader
+
+    def history(self, *, session: str | None = None, run: int | None = None) -> HistorySource:
+        """What the history commands read: a journal (``reading(session)``, or the one
+        ``run`` traded on) with its runs, and ``run``'s window. UsageError (exit 2) for an
+        unknown run, a backtest (only its summary is kept) or a run of another session."""
+        from mqd_cli.errors import UsageError
+        from mqd_cli.history import runs as run_log
+        from mqd_cli.history import sessions
+        from mqd_cli.history.query import HistorySource
+
+        view = None
+        if run is not None:
+            view = run_log.get(self.store, run)
+            if view is None:
+                raise UsageError(f"no run {run} in {self.store_path}", "`mqd runs` lists them")
+            if view.kind != "run":
+                raise UsageError(
+                    f"run {run} is a {view.kind}: only its summary is kept",
+                    f"see it with `mqd runs --run {run}`",
+                )
+            if session is not None and view.session != sessions.check_name(session):
+                raise UsageError(
+                    f"run {run} traded on {_journal_name(view.session)}, not on session"
+                    f" {session!r}",
+                    "drop --session (--run finds its own journal)",
+                )
+            kept = (
+                view.session is None
+                or sessions.session_path(self.store_path, view.session).is_file()
+            )
+            if not kept:
+                raise UsageError(
+                    f"run {run}'s sim session {view.session!r} is no longer kept",
+                    "only the last sessions are kept; its summary is in `mqd runs`",
+                )
+            reader = self.reading(view.session, latest=False)
+        else:
+            reader = self.reading(session)
+        if reader.session_name is not None:
+            run_ids = tuple(v.id for v in run_log.session_runs(self.store, reader.session_name))
+        else:
+            run_ids = tuple(v.id for v in run_log.journal_runs(self.store, self.store_path))
+        return HistorySource(
+            store=reader.store,
+            runs_store=self.store,
+            journal=reader.store_path,
+            session=reader.session_name,
+            clock=reader.clock,
+            run_ids=(view.id,) if view is not None else run_ids,
+            run=view,
+            run_end=run_log.window_end(self.store, view) if view is not None else None,
+        )
 
     def backtest_session(self, start: datetime, data: str | Path | None = None) -> Services:
         """Services for a backtest: a ``BacktestClock`` at ``start``, a store in memory, the
@@ -357,12 +478,30 @@ class Services:
         listener: Callable[[EngineEvent], None] | None = None,
         on_tick: Callable[[LiveSession], None] | None = None,
         base_dir: Path | None = None,
+        session: str | None = None,
     ) -> LiveSession:
-        """The session behind ``mqd run``: a sim session (own clock and journal) for the
-        simulator, these services for Alpaca."""
+        """The session behind ``mqd run``: a sim session (own clock and journal, named
+        ``session`` or by the time) for the simulator, these services for Alpaca. The run is
+        recorded in this store's runs table (``mqd runs``)."""
+        from mqd_cli.history.runs import RunLog
         from mqd_cli.trading.live import LiveSession
 
-        services = self.sim_session() if self.is_sim else self
+        if session is not None and not self.is_sim:
+            from mqd_cli.errors import UsageError
+
+            raise UsageError(
+                '--session names a sim session: it needs broker = "sim"',
+                "drop --session; a run against Alpaca journals into the configured store",
+            )
+        services = self.sim_session(session) if self.is_sim else self
+        recorder = RunLog(
+            self.store,
+            self.clock,
+            session=services.session_name,
+            journal=services.store_path,
+            broker=self.settings.broker,
+            speed=self.settings.sim.speed if self.is_sim else 1.0,
+        )
         return LiveSession(
             services,
             options,
@@ -370,6 +509,7 @@ class Services:
             listener=listener,
             on_tick=on_tick,
             base_dir=base_dir,
+            recorder=recorder,
         )
 
     def close(self) -> None:
@@ -378,5 +518,12 @@ class Services:
             self.throttler.flush()  # stats are written at most once a second: keep the last
         if "broker" in self.__dict__:
             self.broker.close()
+        for reader in self._spawned:
+            reader.close()
+        self._spawned.clear()
         if "store" in self.__dict__:
             self.store.close()
+
+
+def _journal_name(session: str | None) -> str:
+    return f"sim session {session!r}" if session is not None else "the configured store"

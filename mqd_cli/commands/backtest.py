@@ -14,7 +14,7 @@ import typer
 
 from mqd_cli.commands._common import ConfigOpt, JsonOpt, VerboseOpt, cli, exits
 from mqd_cli.commands.run import quiet_logs
-from mqd_cli.errors import ExitCode, UsageError
+from mqd_cli.errors import ExitCode, MqdError, UsageError
 
 
 def parse_when(text: str, option: str) -> datetime:
@@ -161,6 +161,7 @@ def register(app: typer.Typer) -> None:
             loaded = c.services.loaded
             base_dir = loaded.path.parent if loaded is not None and loaded.path else None
             progress = _progress(c.out)
+            began = c.services.clock.now()
             try:
                 with _stop_on_signals() as stop:
                     result = Services(settings, loaded=loaded).backtest(
@@ -175,6 +176,7 @@ def register(app: typer.Typer) -> None:
             finally:
                 if progress:
                     progress.close()
+            run_id = _keep(c, result, began)
             if plot is not None:
                 from mqd_cli.trading.backtest import write_plot
 
@@ -183,17 +185,42 @@ def register(app: typer.Typer) -> None:
                 doc = result.as_dict()
                 if plot is not None:
                     doc["plot"] = str(plot)
+                doc["run_id"] = run_id
                 c.out.json(doc)
             else:
                 render(c.out, result, trades)
                 if plot is not None:
                     c.out.line(f"chart written to {plot}")
+            if run_id is not None:
+                c.out.info(f"kept as run {run_id}: mqd runs --run {run_id}")
             if result.interrupted_at is not None:
                 c.out.info(
                     f"interrupted at {result.interrupted_at:%Y-%m-%d %H:%M} UTC: the report"
                     " covers the bars up to then"
                 )
                 raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _keep(c, result, began: datetime) -> int | None:
+    """Keep the result's summary in the configured store (`mqd runs`); a store that cannot be
+    written is a warning: the report is still printed."""
+    from mqd_cli.errors import storage_error
+    from mqd_cli.history.runs import record_backtest
+
+    try:
+        return record_backtest(
+            c.services.store,
+            result=result,
+            settings=c.settings,
+            recorded_at=began,
+            finished_at=c.services.clock.now(),
+        )
+    except Exception as exc:
+        problem = exc if isinstance(exc, MqdError) else storage_error(exc)
+        if problem is None:
+            raise
+        c.out.warn(f"the result was not kept in the store: {problem.message}")
+        return None
 
 
 class _Bar:

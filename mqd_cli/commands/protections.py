@@ -63,6 +63,15 @@ def register(app: typer.Typer) -> None:
                 "--limit", min=1, help="How many past locks --history shows [default: 20]."
             ),
         ] = None,
+        session: Annotated[
+            str | None,
+            typer.Option(
+                "--session",
+                metavar="NAME",
+                help='Read this kept sim session (default with broker = "sim": the latest).',
+                show_default=False,
+            ),
+        ] = None,
         config: ConfigOpt = None,
         json_out: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -70,13 +79,20 @@ def register(app: typer.Typer) -> None:
         """Show each protection's measure against its threshold, and the active locks.
 
         Reads the store only (no broker call): closed trades, broker equity samples kept by
-        `mqd run`, and the locks. A lock ends exactly at its end time.
+        `mqd run`, and the locks. A lock ends exactly at its end time. With broker = "sim"
+        it reads the latest sim session that `mqd run` kept (--session NAME for another), as
+        of that session's own time.
 
         Example: mqd protections status --history
         """
         with cli(config, json_out, verbose) as c:
-            manager = c.services.protections
-            now = c.services.clock.now()
+            services = c.services.reading(session)
+            if services.session_name is not None:
+                c.out.info(
+                    f"session: {services.session_name} (sim, as of {_when(services.clock.now())})"
+                )
+            manager = services.protections
+            now = services.clock.now()
             limit = limit or 20
             statuses = manager.status()
             active = manager.active_locks()

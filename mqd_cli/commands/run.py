@@ -115,6 +115,16 @@ def register(app: typer.Typer) -> None:
                 help="Start with the risk gate halted: watch only, every order is refused.",
             ),
         ] = False,
+        session_name: Annotated[
+            str | None,
+            typer.Option(
+                "--session",
+                metavar="NAME",
+                help='Name the sim session this run keeps (broker = "sim"; default: the UTC'
+                " time it starts). `mqd orders --session NAME` and the like read it back.",
+                show_default=False,
+            ),
+        ] = None,
         config: ConfigOpt = None,
         json_out: JsonLinesOpt = False,
         verbose: VerboseOpt = False,
@@ -151,7 +161,11 @@ def register(app: typer.Typer) -> None:
             base_dir = loaded.path.parent if loaded is not None and loaded.path else None
             view = _View(c.out, json_out)
             session = c.services.live_session(
-                options, listener=view.event, on_tick=view.tick, base_dir=base_dir
+                options,
+                listener=view.event,
+                on_tick=view.tick,
+                base_dir=base_dir,
+                session=session_name,
             )
             try:
                 session.prepare()
@@ -167,26 +181,12 @@ def register(app: typer.Typer) -> None:
 @contextmanager
 def quiet_logs(verbose: bool) -> Iterator[None]:
     """The dashboard and event lines already say what the services log: their log records
-    are held back for the run (restored afterwards); --verbose shows them on stderr."""
-    import logging
+    stay off stderr for the run (--verbose shows them from info up, --log-level from its
+    level); the [log] file gets them all the same."""
+    from mqd_cli.commands._common import quiet_stderr
 
-    saved = []
-    for name in ("mqd", "mqd_cli"):
-        logger = logging.getLogger(name)
-        handler = None
-        if verbose:
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            logger.addHandler(handler)
-        saved.append((logger, logger.level, handler))
-        logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
-    try:
+    with quiet_stderr():
         yield
-    finally:
-        for logger, level, handler in saved:
-            logger.setLevel(level)
-            if handler is not None:
-                logger.removeHandler(handler)
 
 
 def _run(session: LiveSession, view: _View) -> RunSummary:
@@ -246,6 +246,7 @@ class _View:
     def event(self, event: EngineEvent) -> None:
         from mqd_cli.trading.engine import EventKind
 
+        _log_event(event)
         if self.json:
             self.out.json_line(event.as_dict())
             return
@@ -283,6 +284,36 @@ class _View:
             self.out.json_line(summary.as_dict())
             return
         _render_summary(self.out, summary)
+
+
+@functools.cache
+def _logged_events() -> dict[EventKind, int]:
+    """Events that become log records too (level by kind), so [log] file tells the run's
+    story; the others (info, warnings, refusals, protections) are logged where they happen."""
+    import logging
+
+    from mqd_cli.trading.engine import EventKind as K
+
+    info = logging.INFO
+    return {
+        K.SUBMITTED: info,
+        K.WOULD_SUBMIT: info,
+        K.ADJUSTED: info,
+        K.FILL: info,
+        K.TRADE: info,
+        K.SUBMIT_UNCERTAIN: logging.WARNING,
+        K.ERROR: logging.ERROR,
+    }
+
+
+def _log_event(event: EngineEvent) -> None:
+    import logging
+
+    level = _logged_events().get(event.kind)
+    if level is not None:
+        logging.getLogger("mqd.run.events").log(
+            level, "%s", event.message, extra={"event": event.kind.value}
+        )
 
 
 def _line(event: EngineEvent) -> Text:

@@ -96,6 +96,16 @@ def register(app: typer.Typer) -> None:
                 "--journal", help="Only follow the journal; never connect (works with broker sim)."
             ),
         ] = False,
+        session: Annotated[
+            str | None,
+            typer.Option(
+                "--session",
+                metavar="NAME",
+                help="Follow this kept sim session's journal (implies --journal; with broker ="
+                ' "sim" --journal reads the latest session).',
+                show_default=False,
+            ),
+        ] = None,
         config: ConfigOpt = None,
         json_out: JsonLinesOpt = False,
         verbose: VerboseOpt = False,
@@ -108,7 +118,9 @@ def register(app: typer.Typer) -> None:
         nothing, and hands over to the journal as soon as a holder appears. --direct forces
         the connection; --journal never connects. The source and reconnects are reported on
         stderr; Ctrl-C prints a one-line summary. With --json, stdout carries one JSON object
-        per event.
+        per event. With broker = "sim" each `mqd run` keeps its journal as a sim session:
+        --journal follows the latest, --session NAME another; --since counts back from the
+        session's own time.
 
         Example: mqd stream tail --events fill,partial_fill --since 10m
         """
@@ -121,6 +133,11 @@ def register(app: typer.Typer) -> None:
         from mqd_cli.errors import UsageError
         from mqd_cli.stream.tail import StreamTail, TailFilter, parse_events
 
+        if direct and session is not None:
+            raise UsageError(
+                "--direct and --session exclude each other",
+                "--session reads a sim session's journal; --direct connects to the stream",
+            )
         if direct and journal:
             raise UsageError(
                 "--direct and --journal exclude each other",
@@ -150,8 +167,13 @@ def register(app: typer.Typer) -> None:
             def status(text: str) -> None:
                 out.info(f"tail: {text}")
 
+            services = c.services.reading(session)
+            if services.session_name is not None:
+                journal = journal or session is not None
+                if journal:
+                    out.info(f"tail: sim session {services.session_name}")
             tail = StreamTail(
-                c.services,
+                services,
                 emit=emit,
                 status=status,
                 filt=filt,

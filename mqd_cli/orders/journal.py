@@ -148,8 +148,8 @@ def report_payload(r: OrderReport) -> str:
 
 
 def _report_json(r: OrderReport) -> str:
-    if r.raw:
-        return q.dumps(dict(r.raw))
+    if r.raw and "id" in r.raw:  # a wire payload; the simulated exchange's extras
+        return q.dumps(dict(r.raw))  # ({"position_intent": ...}) are not one
     # Most optional fields are null: test inline rather than call a helper per field.
     qty = "null" if r.qty is None else f'"{r.qty}"'
     notional = "null" if r.notional is None else f'"{r.notional}"'

@@ -123,6 +123,14 @@ class StopReason(StrEnum):
         return f"{self.value} ({detail})"
 
 
+class RunRecorder(Protocol):
+    """Where a run is recorded for `mqd runs` and `mqd pnl` (``history.runs.RunLog``)."""
+
+    def started(self, session: LiveSession) -> None: ...
+    def sampled(self, session: LiveSession, equity: Decimal) -> None: ...
+    def stopped(self, session: LiveSession, summary: RunSummary) -> None: ...
+
+
 @dataclass(frozen=True)
 class RunOptions:
     duration: timedelta | None = None  # None: [run] duration (0 = until stopped)
@@ -240,6 +248,7 @@ class LiveSession:
         listener: Callable[[EngineEvent], None] | None = None,
         on_tick: Callable[[LiveSession], None] | None = None,
         base_dir: Path | None = None,
+        recorder: RunRecorder | None = None,
     ):
         """Built by ``Services.live_session`` (which picks a sim session or Alpaca)."""
         self.options = options
@@ -256,6 +265,7 @@ class LiveSession:
         self.listener = listener
         self.on_tick = on_tick
         self.base_dir = base_dir
+        self.recorder = recorder  # the runs table (`mqd runs`, `mqd pnl`)
         self.stop_reason: StopReason | None = None
         self.stop_detail = ""  # the duration, or the error that stopped the stream
         self._stop: asyncio.Event | None = None
@@ -276,6 +286,9 @@ class LiveSession:
         from mqd_cli.systemd import SystemdNotify
 
         self.systemd = SystemdNotify.from_env()  # None unless run as a Type=notify service
+        from mqd_cli.notify import Heartbeat
+
+        self.heartbeat = Heartbeat.of(services)  # None without [notify] heartbeat_url
         self._real = RealTimeClock()  # the watchdog's pace: real seconds at any sim speed
 
     @property
@@ -578,6 +591,7 @@ class LiveSession:
         if resume is not None:
             resume()  # the accelerated clock held still during start-up
         self.started_at = self.clock.now()
+        self._record(lambda r: r.started(self))
         speed = s.sim.speed if self.is_sim else 1.0
         poll = s.run.poll_interval.total_seconds()
         tasks: list[asyncio.Task[None]] = []
@@ -608,8 +622,11 @@ class LiveSession:
         try:
             while not self._stop.is_set():
                 mono = self.clock.monotonic()
+                healthy = self._healthy()
                 if self.systemd is not None:  # the watchdog counts real seconds
-                    self.systemd.watchdog(self._real.monotonic(), healthy=self._healthy())
+                    self.systemd.watchdog(self._real.monotonic(), healthy=healthy)
+                if self.heartbeat is not None:  # a background ping, never awaited here
+                    self.heartbeat.beat(self._real.monotonic(), healthy=healthy)
                 housekeeping.tick()
                 # One rule for every time option: market time, the clock the session trades
                 # on (simulated time, or the broker's, which an emulator may accelerate).
@@ -701,6 +718,7 @@ class LiveSession:
         except Exception:
             log.exception("run: equity sample failed")
             return
+        self._record(lambda r: r.sampled(self, equity))
         if protections is None:
             return
         try:
@@ -709,6 +727,16 @@ class LiveSession:
             engine.stats.errors += 1
             log.exception("run: protections evaluation failed")
             self._emit(EventKind.ERROR, f"protections: {type(exc).__name__}: {exc}")
+
+    def _record(self, call: Callable[[RunRecorder], None]) -> None:
+        """Tell the run log; recording never stops trading: a failure is a warning."""
+        if self.recorder is None:
+            return
+        try:
+            call(self.recorder)
+        except Exception as exc:
+            log.warning("run: the run could not be recorded in the store: %s", exc)
+            self._emit(EventKind.WARNING, f"the run could not be recorded in the store: {exc}")
 
     def _stream_ended(self, task: asyncio.Task[None]) -> None:
         """The stream stops only when asked, or when another process took the lease: then
@@ -774,6 +802,7 @@ class LiveSession:
             notify=dataclasses.asdict(self.notifier.stats) if self.notifier else None,
             store=str(self.services.store_path),
         )
+        self._record(lambda r: r.stopped(self, summary))
         if self.notifier is not None:
             pnl = summary.equity_end - summary.equity_start
             with contextlib.suppress(Exception):
