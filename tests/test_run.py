@@ -62,6 +62,18 @@ def test_the_same_sim_run_twice_gives_the_same_orders(mqd, config_file):
     assert first["bars"] == second["bars"]
 
 
+def test_a_loop_that_comes_late_still_trades_every_bar_of_its_duration_and_no_more(
+    mqd, config_file
+):
+    # at a million times real time, 1 h of market time passes before the first pass of the
+    # loop: the bars of that hour are still traded, and none after it
+    cfg = config_file(FAST.replace("speed = 36000.0", "speed = 1000000.0").replace('"3h"', '"1h"'))
+    summary = events_of(mqd("run", "--config", cfg, "--json").stdout)[-1]
+    assert summary["reason"] == "duration 1h reached"
+    assert summary["bars"] == 120  # 2 symbols x 60 one-minute bars
+    assert summary["submitted"] > 0
+
+
 def test_dry_run_shows_would_be_orders_and_sends_nothing(mqd, config_file):
     cfg = config_file(FAST)
     events = events_of(mqd("run", "--config", cfg, "--json", "--dry-run").stdout)

@@ -522,9 +522,11 @@ class LiveSession:
             return 0
         return engine.warm_up(bars)
 
-    def _poll_bars(self) -> list[Bar]:
+    def _poll_bars(self, until: datetime | None = None) -> list[Bar]:
+        """The bars completed since the last poll, up to now (or ``until``, when earlier)."""
         tf = self.settings.strategy.timeframe
-        end = self.market_now() - tf + timedelta(microseconds=1)  # completed bars only
+        now = self.market_now() if until is None else min(self.market_now(), until)
+        end = now - tf + timedelta(microseconds=1)  # completed bars only
         start = min(self._cursor.values())
         if end <= start:
             return []
@@ -630,16 +632,16 @@ class LiveSession:
                 housekeeping.tick()
                 # One rule for every time option: market time, the clock the session trades
                 # on (simulated time, or the broker's, which an emulator may accelerate).
-                if duration and self.market_now() - self.started_at >= duration:
-                    if self.stop_reason is None:
-                        self.stop_reason, self.stop_detail = StopReason.DURATION, _fmt(duration)
-                    break
+                # Judged before the bars are polled, acted on after: the bars that completed
+                # within the duration are traded even when this pass comes late (a loaded
+                # machine, a fast simulated clock), instead of being skipped by the stop.
+                done = bool(duration) and self.market_now() - self.started_at >= duration
                 if not self.is_sim and mono - self._offset_at > self._resync_every:
                     self._sync_market_clock()
                     # 1 s, 2 s, 4 s ... 30 s: an accelerated emulator's rate is known at once
                     self._resync_every = min(30.0, self._resync_every * 2)
                 try:
-                    bars = self._poll_bars()
+                    bars = self._poll_bars(self.started_at + duration if done else None)
                 except BrokerError as exc:
                     bars = []
                     self._emit(EventKind.ERROR, f"bars unavailable: {exc}")
@@ -649,6 +651,10 @@ class LiveSession:
                     if self._stop.is_set():
                         break
                 engine.poll_broker()  # also sends the intents queued by stream events
+                if done:
+                    if self.stop_reason is None:
+                        self.stop_reason, self.stop_detail = StopReason.DURATION, _fmt(duration)
+                    break
                 if mono >= next_equity:
                     next_equity = mono + s.protections.check_interval.total_seconds()
                     self._sample_equity(engine)
