@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,6 +117,8 @@ class JsonFormatter(logging.Formatter):
 def file_handler(settings: LogSettings, level: int, command: str = "") -> logging.Handler:
     """The ``[log] file`` handler: rotated by size, text or JSON lines. The directory is
     created; a path that cannot be written raises ``OSError`` (a state error, exit 4)."""
+    import logging.handlers  # socket and pickle come with it: only when a file is asked for
+
     path = Path(settings.file).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(

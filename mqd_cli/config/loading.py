@@ -13,13 +13,12 @@ import os
 import re
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-from mqd_cli.config.fields import Secret, known_secret_values
+from mqd_cli.config.fields import Secret, frozen_dataclass, known_secret_values
 from mqd_cli.config.settings import (
     Settings,
 )
@@ -32,7 +31,7 @@ ENV_CONFIG = "MQD_CONFIG"
 # -- loading ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LoadedConfig:
     """Settings plus where they came from."""
 

@@ -8,16 +8,15 @@ validation and rendering live in ``config.py``, which re-exports every name here
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from mqd_cli.config.fields import Secret, setting, table
+from mqd_cli.config.fields import Secret, frozen_dataclass, setting, table
 from mqd_cli.errors import ConfigError
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AlpacaSettings:
     """[alpaca] Connection to Alpaca (used when broker = "alpaca")."""
 
@@ -46,7 +45,7 @@ class AlpacaSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class StoreSettings:
     """[store] The SQLite database holding mqd's state."""
 
@@ -59,7 +58,7 @@ class StoreSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RateLimitSettings:
     """[throttle.limits.NAME] One named request budget (a preset override or a new limit)."""
 
@@ -81,7 +80,7 @@ class RateLimitSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ThrottleSettings:
     """[throttle] Request budgets shared by every mqd process on this host."""
 
@@ -127,7 +126,7 @@ class ThrottleSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RiskSettings:
     """[risk] Pre-trade risk gate limits (money in account currency)."""
 
@@ -177,6 +176,8 @@ class RiskSettings:
     )
 
     def __post_init__(self) -> None:
+        if not (self.protective_stop.strip() or self.take_profit.strip()):
+            return  # no legs: nothing to parse (and the trading layer stays unimported)
         from mqd_cli.trading.protective import Distance
 
         for name in ("protective_stop", "take_profit"):
@@ -210,7 +211,7 @@ def _check_unlock_at(value: str, path: str) -> None:
         )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class StoplossGuardSettings:
     """[protections.stoploss_guard] Lock after repeated losing stop exits."""
 
@@ -244,7 +245,7 @@ class StoplossGuardSettings:
         _check_unlock_at(self.unlock_at, "protections.stoploss_guard.unlock_at")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MaxDrawdownSettings:
     """[protections.max_drawdown] Stop everything after a deep equity drawdown."""
 
@@ -275,7 +276,7 @@ class MaxDrawdownSettings:
         _check_unlock_at(self.unlock_at, "protections.max_drawdown.unlock_at")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class CooldownSettings:
     """[protections.cooldown] Pause after a large losing trade."""
 
@@ -300,7 +301,7 @@ class CooldownSettings:
         _check_unlock_at(self.unlock_at, "protections.cooldown.unlock_at")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LowProfitSettings:
     """[protections.low_profit] Lock symbols whose recent trades make too little."""
 
@@ -332,7 +333,7 @@ class LowProfitSettings:
         _check_unlock_at(self.unlock_at, "protections.low_profit.unlock_at")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ProtectionsSettings:
     """[protections] Circuit breakers checked before the risk gate."""
 
@@ -348,7 +349,7 @@ class ProtectionsSettings:
     low_profit: LowProfitSettings = table(LowProfitSettings)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class StrategySettings:
     """[strategy] What the run loop trades."""
 
@@ -366,7 +367,7 @@ class StrategySettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class DiscordSettings:
     """[notify.discord] Alerts posted to a Discord webhook."""
 
@@ -380,7 +381,7 @@ class DiscordSettings:
     username: str = setting("mqd", "Name the alerts are posted under.")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NotifySettings:
     """[notify] Where alerts go, and the dead-man heartbeat of `mqd run`."""
 
@@ -402,7 +403,7 @@ class NotifySettings:
     discord: DiscordSettings = table(DiscordSettings)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SimSettings:
     """[sim] The built-in simulated exchange (broker = "sim" and `mqd sim serve`)."""
 
@@ -462,7 +463,7 @@ class SimSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SymbolsSettings:
     """[symbols] Symbol properties synced from the broker's asset list."""
 
@@ -481,7 +482,7 @@ class SymbolsSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class StreamSettings:
     """[stream] The trade_updates stream client."""
 
@@ -543,7 +544,7 @@ class StreamSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RunSettings:
     """[run] The trading loop (`mqd run`)."""
 
@@ -576,7 +577,7 @@ class RunSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LogSettings:
     """[log] Log lines in a file besides stderr, rotated by size, secrets never written."""
 
@@ -607,7 +608,7 @@ class LogSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BacktestSettings:
     """[backtest] Defaults of `mqd backtest`."""
 
@@ -624,7 +625,7 @@ class BacktestSettings:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Settings:
     """The whole configuration file."""
 
