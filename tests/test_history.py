@@ -253,8 +253,12 @@ def test_stream_tail_journal_and_protections_history_read_the_latest_sim_session
     assert summary["protection_locks"] >= 1
 
     status = doc(mqd, "protections", "status", "-c", cfg, "--history")
+    # whether the lock has ended by the run's stop depends on how the fast clock meets the
+    # bars (a loaded machine changes it): ended, it is in the history; else it is still on
     past = [lk for lk in status["history"] if lk["protection"] == "stoploss_guard"]
-    assert past and not status["active_locks"]
+    on = [lk for lk in status["active_locks"] if lk["protection"] == "stoploss_guard"]
+    assert len(past) + len(on) >= 1
+    assert len(status["active_locks"]) == len(summary["active_locks"])
     # as of the session's end, not the machine's time
     assert abs((_t(status["now"]) - _t(summary["stopped_at"])).total_seconds()) < 30
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,6 +60,8 @@ def _dumps(value: Any) -> str:
 
 
 def this_host() -> str:
+    import socket  # only when a run is recorded
+
     return socket.gethostname()
 
 

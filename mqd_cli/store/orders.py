@@ -10,7 +10,6 @@ text, times as UTC ISO-8601 text with microseconds (text order is time order).
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -291,6 +290,8 @@ def namespace(store: Store) -> str:
     if row:
         stored: str = row["value"]
         return stored
+    import secrets  # hmac, hashlib and OpenSSL come with it: only on a new store
+
     with store.write() as cur:
         cur.execute(
             "INSERT OR IGNORE INTO order_meta (key, value) VALUES ('namespace', ?)",
