@@ -3,8 +3,10 @@
 ``throttle_sends`` holds one row per limit for every send (past) or reservation (future) of the
 last window, in microseconds since the epoch; rows of one acquire share a reservation id
 (``rid``). A row may be sent from ``at`` until ``latest`` and stays counted one window after
-``latest``: a plain send has ``latest = at``; slots leased to a process in one go have
-``latest`` a little later (see ``mqd_cli/throttle/lease.py``). ``phantom = 1`` rows stand for
+``latest``: a reservation not yet sent has ``latest = at`` plus its tolerance, and its
+``latest`` becomes the moment it was let through at its process's next transaction (``sent``);
+slots leased to a process in one go have ``latest`` later still (see
+``mqd_cli/throttle/lease.py``). ``phantom = 1`` rows stand for
 usage the server reported that is not ours. Every booking is one ``BEGIN IMMEDIATE``
 transaction over these rows, so several processes never admit more than the budget between
 them. ``throttle_stats`` keeps one row per (limit, process)
@@ -13,12 +15,19 @@ plus a running total row per limit (``process = '*'``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from mqd_cli.store import Store
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's own busy handler orders the transactions
+    fcntl = None  # type: ignore[assignment]
 
 COMPONENT = "throttle"
 MIGRATIONS = [
@@ -106,6 +115,14 @@ class WindowTx:
             (name, since),
         )
 
+    def spans(self, name: str, since: int) -> list[tuple[int, int, int]]:
+        """``(at, latest, weight)`` of the rows of one limit still counted after ``since``."""
+        rows = self._cur.execute(
+            "SELECT at, latest, weight FROM throttle_sends WHERE limit_name = ? AND latest > ?",
+            (name, since),
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def insert(self, rows: Iterable[tuple[str, int, int, int, int]]) -> None:
         """Rows of ``(limit_name, at, weight, rid, phantom)``, each sent at ``at``."""
         for name, at, weight, rid, phantom in rows:
@@ -127,6 +144,15 @@ class WindowTx:
                 " last_at = MAX(last_at, excluded.last_at)",
                 (name, weight, at),
             )
+
+    def sent(self, rid: int, when: int) -> None:
+        """Reservation ``rid`` went out at ``when`` (inside its tolerance): it stays counted one
+        window from then, not from the end of its tolerance. A reservation moved since (behind
+        a hold) is left alone."""
+        self._cur.execute(
+            "UPDATE throttle_sends SET latest = ?2 WHERE rid = ?1 AND at <= ?2 AND latest > ?2",
+            (rid, when),
+        )
 
     def future(self, name: str, after: int) -> list[int]:
         """Reservation ids of this limit not yet due, in queue order."""
@@ -206,9 +232,53 @@ class WindowTx:
 
 @contextmanager
 def transaction(store: Store) -> Iterator[WindowTx]:
-    """One short ``BEGIN IMMEDIATE`` transaction over the throttle tables."""
-    with store.write() as cur:
-        yield WindowTx(cur)
+    """One short ``BEGIN IMMEDIATE`` transaction over the throttle tables.
+
+    Processes booking slots at saturation collide on the write lock, and SQLite's busy handler
+    then sleeps 1, 2, 5, 10 ms... while the slot it waits for passes. So the throttle's own
+    transactions first take an advisory lock on ``<store>-throttle`` (the file of the hold
+    counter), polled every 100 us: a waiting process gets the store a moment after it is
+    free. After ``LOCK_POLLS`` polls (a second or more: a stuck holder) it goes on without it;
+    the lock only orders the throttle's transactions and is never needed for correctness."""
+    fd = _lock_file(store)
+    if fd is None or not _take(fd):
+        with store.write() as cur:
+            yield WindowTx(cur)
+        return
+    try:
+        with store.write() as cur:
+            yield WindowTx(cur)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+LOCK_POLL = 0.0001  # seconds between two tries of the lock
+LOCK_POLLS = 10_000  # tries before going on without it (a second and more)
+_lock_files: dict[str, int | None] = {}
+
+
+def _lock_file(store: Store) -> int | None:
+    path = str(store.path)
+    if path in ("", ":memory:") or fcntl is None:
+        return None
+    if path not in _lock_files:
+        try:
+            _lock_files[path] = os.open(f"{path}-throttle", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            _lock_files[path] = None
+    return _lock_files[path]
+
+
+def _take(fd: int) -> bool:
+    for _ in range(LOCK_POLLS):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(LOCK_POLL)
+        except OSError:
+            return False
+    return False
 
 
 def _aggregate(store: Store, sql: str, params: tuple[object, ...]) -> sqlite3.Row:

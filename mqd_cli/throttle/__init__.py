@@ -5,11 +5,23 @@ Accounting is an exact sliding window kept as a list of send times per limit. An
 their pools), after every earlier reservation, in one atomic step; the caller then sleeps on the
 injected Clock until that slot. So waiters are served first come, first served, nobody polls,
 and no half-open window ``[t, t + window)`` ever holds more than ``limit * (1 - margin)``
-weight, while a saturating workload sends at the exact moment a slot frees.
+weight, while a saturating workload sends at the moment a slot frees.
+
+Send times are stamped when a request is let through, not when its slot was booked: a waiter
+wakes a little late (scheduling, timer slack, a busy event loop), so its reservation counts as
+sent at the end of its tolerance (the send guard, at most 1 % of the window) until it is let
+through, and is then restamped to that moment (in the store, at the process's next
+transaction). A waiter later than its tolerance goes at once if every window from then on has
+room, and books again otherwise. A long wait is slept in two steps (to 1/64 of it before the
+slot, then the rest), since a long timer wakes late by a share of its length. A send stays
+counted the guard (at most 0.1 % of the window) after its window, for the moment between being
+let through and leaving the host.
 
 With ``[throttle] shared = true`` the window lives in the store (``store/throttle.py``): a
 booking is one short ``BEGIN IMMEDIATE`` transaction, so every mqd process on the host stays
-under the limit together. When a budget has room, one transaction leases a small batch of
+under the limit together (the throttle's transactions queue on an advisory lock next to the
+store, so a busy store passes to the next process in microseconds, not after SQLite's
+millisecond busy sleeps). When a budget has room, one transaction leases a small batch of
 slots that the process then spends in memory (``lease.py``). Otherwise the window lives in
 memory.
 

@@ -52,7 +52,7 @@ MAX_SERVER_HOLD_US = MAX_SERVER_HOLD // timedelta(microseconds=1)
 class ServerFeedback:
     """Mixed into ``Throttler``: uses its policy, state and booking methods (``_times``,
     ``_lookup``, ``_admissible``, ``_admit``, ``_queue``, ``_place``, ``_new_rid``,
-    ``_flush_into``, ``flush``)."""
+    ``_write_back``, ``_flush_into``, ``flush``)."""
 
     shared: bool
     margin: float
@@ -79,6 +79,7 @@ class ServerFeedback:
             self, tx: Any, lims: tuple[RateLimit, ...], weight: int, rid: int, now: int
         ) -> int: ...
         def _new_rid(self) -> int: ...
+        def _write_back(self, tx: Any) -> None: ...
         def _flush_into(self, tx: Any, epoch: int, now: int) -> None: ...
         def flush(self) -> None: ...
 
@@ -174,6 +175,8 @@ class ServerFeedback:
                 if reset_at is not None:
                     c.last_reset = max(c.last_reset or 0, reset_at)
         with self._window.transaction() as tx:
+            if self.shared:
+                self._write_back(tx)
             if self._leases is not None:
                 with self._lock:
                     self._leases.settle(tx, [lim.name for lim in lims], now, self._new_rid)

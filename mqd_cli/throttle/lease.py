@@ -113,6 +113,11 @@ class Leases:
         lease.claims.append((t, weight))
         return True
 
+    def counter(self) -> int:
+        """The hold counter now: unchanged since a booking means no hold moved it."""
+        value: int = self._epoch[0]
+        return value
+
     def bump(self) -> None:
         """Tell every process that a hold or phantom usage was written (inside that write)."""
         self._epoch[0] = (self._epoch[0] + 1) & EPOCH_MASK

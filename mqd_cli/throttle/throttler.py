@@ -29,7 +29,7 @@ from mqd_cli.throttle.limits import (
     to_us,
 )
 from mqd_cli.throttle.stats import LimitStats, Tally, limit_stats, process_identity, read_stats
-from mqd_cli.throttle.window import MemoryWindow, StoreWindow, earliest_slot
+from mqd_cli.throttle.window import MemoryWindow, StoreWindow, earliest_slot, fits_now
 
 if TYPE_CHECKING:
     from mqd_cli.store import Store
@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 FLUSH_INTERVAL_US = US  # statistics reach the store at most this long after the event
+# A long sleep wakes late by a share of its length (the kernel's timer slack on poll and epoll
+# timeouts: 0.1 %, 0.5 % for a niced process, so 5 ms after a 1 s asyncio sleep). A wait
+# longer than this is slept in two steps: to 1/64 of it before the slot, then the short rest.
+EARLY_WAKE_US = 20_000
+# A woken waiter may always send this late after its slot (capped at 1 % of the window), even
+# with no send guard: every real wake is a little late, and a waiter later than its tolerance
+# has to book again.
+MIN_TOLERANCE_US = 5_000
 NEVER = 1 << 62  # a flush time for a throttler without a store
 
 
@@ -74,15 +82,23 @@ class Throttler(ServerFeedback):
         self.backoff_base = backoff_base
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
-        # A send stays counted this long after its window: the request leaves a little after
-        # its slot (scheduling, the HTTP client), and that delay varies between requests.
+        # A waiter wakes a little after its slot (scheduling, a busy event loop): its
+        # reservation may still be sent up to the guard (at least 5 ms, at most 1 % of the
+        # window) after the slot, and counts as if sent that late until it is sent; then it is
+        # restamped to the moment it was let through. A later waiter goes now if every window
+        # still has room, else books again. A send also stays counted a little after its window
+        # (the guard, at most 0.1 % of it) for the moment between being let through and leaving
+        # the host.
         self.guard_us = int(send_guard * US)
         # name -> (window counted in microseconds, weight admitted per window)
-        # The guard is capped at 1 % of the window so it never costs more than 1 % of a budget.
+        lims = self.limits.items()
+        margin = safety_margin
         self._plan = {
-            n: (lim.window_us + min(self.guard_us, lim.window_us // 100), lim.budget(safety_margin))
-            for n, lim in self.limits.items()
+            n: (lim.window_us + min(self.guard_us, lim.window_us // 1000), lim.budget(margin))
+            for n, lim in lims
         }
+        tol = max(self.guard_us, MIN_TOLERANCE_US)
+        self._tol = {n: max(1, min(tol, lim.window_us // 100)) for n, lim in lims}
         self._rng = rng or random.Random()
         self._lock = threading.RLock()
         self._window: MemoryWindow | StoreWindow
@@ -91,7 +107,7 @@ class Throttler(ServerFeedback):
             self._window = StoreWindow(store)
             counter = shared_counter(store)
         else:
-            self._window = MemoryWindow(self._plan, self._lock)
+            self._window = MemoryWindow(self._plan, self._lock, self._tol)
         self._leases = Leases(clock, counter, self._plan) if counter is not None else None
         self._monotonic = clock.monotonic
         self._tally = Tally()
@@ -99,6 +115,9 @@ class Throttler(ServerFeedback):
         # Keyed by the call key as callers pass it: a name or a tuple of names (``_admit``
         # looks up whatever it is given; a list is unhashable and is expanded instead).
         self._draws: dict[Hashable, Draw] = {}
+        # Shared reservations sent but still dated to the end of their tolerance in the store:
+        # (rid, sent at), restamped at this process's next transaction.
+        self._unsent: list[tuple[int, int]] = []
         self._rid_base = secrets.randbits(40) << 22
         self._rid_seq = 0
         started, now = self._times()
@@ -179,6 +198,7 @@ class Throttler(ServerFeedback):
 
         with sql.transaction(self.store) as tx:
             epoch, now = self._times()
+            self._write_back(tx)
             if self._leases is not None:
                 with self._lock:
                     self._leases.settle(tx, None, now, self._new_rid)
@@ -254,52 +274,131 @@ class Throttler(ServerFeedback):
     async def _queue(
         self, draw: Draw, weight: int, sleep: Callable[[float], Awaitable[None]]
     ) -> float:
-        """Book the earliest slot and sleep until it, following it if a 429 hold moves it."""
-        rid, at, start = self._book(draw, weight)
+        """Book the earliest slot, sleep until it (following it if a 429 hold moves it), and
+        let the call through: its row is restamped to that moment."""
+        rid, at, start, epoch = self._book(draw, weight)
         now = start
-        if at > now:
-            try:
-                while at > now:
-                    await sleep((at - now) / US)
-                    moved = self._window.reserved_at(rid)
-                    if moved is None:  # pruned while this process was suspended: book anew
-                        rid, at, _booked = self._book(draw, weight)
-                    else:
-                        at = moved
-                    now = self._now()
-            except BaseException:
-                self._release(rid)
-                raise
+        tol = draw.tol
+        try:
+            while True:
+                if at > now:
+                    ahead = at - now
+                    await sleep((ahead - ahead // 64 if ahead > EARLY_WAKE_US else ahead) / US)
+                rid, at, now, epoch, tol, sent = self._claim(draw, weight, rid, at, epoch, tol)
+                if sent:
+                    break
+        except BaseException:
+            self._release(rid)
+            raise
         waited = (now - start) / US
         self._record(draw, weight, waited, now)
         return waited
+
+    def _claim(
+        self, draw: Draw, weight: int, rid: int, at: int, epoch: int, tol: int
+    ) -> tuple[int, int, int, int, int, bool]:
+        """A waiter woke for its slot ``at`` (tolerance ``tol``): ``(rid, slot, now, epoch,
+        tol, sent)``. Sent when the reservation is due and ``now`` is within its tolerance:
+        its row is restamped to ``now`` (in the store at this process's next transaction;
+        until then it counts as sent at the end of its tolerance). Not yet due (moved behind a
+        hold, with the usual tolerance): the new slot to sleep until. Later than its
+        tolerance, or gone: it is given back and booked anew, with a tolerance of at least
+        twice the lateness seen, so that a host that keeps waking late still makes progress."""
+        window = self._window
+        if isinstance(window, MemoryWindow):
+            with self._lock:
+                slot = window.reserved_at(rid)
+                now = self._now()
+                if slot is not None:
+                    if slot != at:
+                        tol = draw.tol
+                    if slot > now:
+                        return rid, slot, now, epoch, tol, False
+                    if now <= slot + tol:
+                        window.restamp(rid, now, draw.names)
+                        return rid, slot, now, epoch, tol, True
+        else:
+            leases = self._leases
+            # No hold was written since the booking (holds bump the counter): the slot stands.
+            counter = leases.counter() if leases is not None else 0
+            unmoved = leases is not None and counter == epoch
+            slot = at if unmoved else window.reserved_at(rid)
+            now = self._now()
+            if slot is not None:
+                if slot != at:
+                    tol = draw.tol
+                if slot > now:
+                    return rid, slot, now, counter, tol, False
+                if now <= slot + tol:
+                    with self._lock:
+                        self._unsent.append((rid, now))
+                    return rid, slot, now, epoch, tol, True
+        late = now - (slot if slot is not None else at)
+        span = min(self._plan[n][0] for n in draw.names)
+        tol = max(draw.tol, min(span, 2 * late))
+        rid, at, now, epoch = self._book(draw, weight, give_back=rid, tol=tol)
+        return rid, at, now, epoch, tol, False
 
     async def _sleep(self, seconds: float) -> None:
         """``clock.sleep`` for the blocking entry points (their coroutines never suspend)."""
         self.clock.sleep(seconds)
 
-    def _book(self, draw: Draw, weight: int) -> tuple[int, int, int]:
+    def _book(
+        self, draw: Draw, weight: int, give_back: int = 0, tol: int = 0
+    ) -> tuple[int, int, int, int]:
         """Book the earliest slot where ``weight`` fits every limit, after every earlier
-        booking: ``(rid, slot, now)``, all in one transaction. A booking of a shared budget
-        also hands back this process's leases on those limits and may lease more."""
+        booking: ``(rid, slot, now, hold counter)``, all in one transaction (which first gives
+        back reservation ``give_back``, if any). A booking of a shared budget also writes back
+        this process's sends and leases on those limits and may lease more."""
         with self._window.transaction() as tx:
+            epoch = 0
+            if self.shared:
+                self._write_back(tx)
+            if give_back:
+                tx.take(give_back)
+                now = self._now()
+                if fits_now(tx, draw.lims, weight, now, self._plan):  # keeps its place
+                    rid = self._new_rid()
+                    self._reserve(tx, draw.lims, now, weight, rid, tol)
+                    return rid, now, now, self._leases.counter() if self._leases else 0
             if self._leases is not None:
-                rid, at, now = self._lease(tx, self._leases, draw, weight)
+                epoch = self._leases.counter()
+                rid, at, now = self._lease(tx, self._leases, draw, weight, tol)
             else:
                 now = self._now()
                 rid = self._new_rid()
-                at = self._place(tx, draw.lims, weight, rid, now)
+                at = self._place(tx, draw.lims, weight, rid, now, tol)
             if self.shared and now >= self._flush_at:
                 self._flush_into(tx, now, now)
-        return rid, at, now
+        return rid, at, now, epoch
 
-    def _place(self, tx: Any, lims: tuple[RateLimit, ...], weight: int, rid: int, now: int) -> int:
+    def _place(
+        self, tx: Any, lims: tuple[RateLimit, ...], weight: int, rid: int, now: int, tol: int = 0
+    ) -> int:
         """Insert reservation ``rid`` at the earliest slot from ``now``; return the slot."""
         at, _spare = earliest_slot(tx, lims, weight, now, self._plan)
-        tx.insert([(lim.name, at, weight, rid, 0) for lim in lims])
+        self._reserve(tx, lims, at, weight, rid, tol)
         return at
 
-    def _lease(self, tx: Any, leases: Leases, draw: Draw, weight: int) -> tuple[int, int, int]:
+    def _reserve(
+        self, tx: Any, lims: tuple[RateLimit, ...], at: int, weight: int, rid: int, tol: int = 0
+    ) -> None:
+        """Rows of reservation ``rid`` at slot ``at``: each may be sent until the end of its
+        limit's tolerance (or ``tol``, if longer), and counts as sent then until restamped."""
+        tols = self._tol
+        for lim in lims:
+            tx.insert_span(lim.name, at, at + max(tol, tols[lim.name]), weight, rid)
+
+    def _write_back(self, tx: Any) -> None:
+        """Restamp the shared reservations this process sent since its last transaction."""
+        with self._lock:
+            sent, self._unsent = self._unsent, []
+        for rid, when in sent:
+            tx.sent(rid, when)
+
+    def _lease(
+        self, tx: Any, leases: Leases, draw: Draw, weight: int, tol: int = 0
+    ) -> tuple[int, int, int]:
         """``_book`` of a shared budget with ``leases`` (this process's), inside its
         transaction."""
         mono = self.clock.monotonic()  # before ``now``: spent slots are never dated early
@@ -308,7 +407,7 @@ class Throttler(ServerFeedback):
             leases.settle(tx, draw.names, now, self._new_rid)
             at, spare = earliest_slot(tx, draw.lims, weight, now, self._plan)
             rid = self._new_rid()
-            tx.insert([(name, at, weight, rid, 0) for name in draw.names])
+            self._reserve(tx, draw.lims, at, weight, rid, tol)
             if at == now:
                 leases.grant(tx, draw.lims, draw.names, weight, spare, now, mono, self._new_rid)
         return rid, at, now
@@ -320,6 +419,8 @@ class Throttler(ServerFeedback):
     def _release(self, rid: int) -> None:
         try:
             with self._window.transaction() as tx:
+                if self.shared:
+                    self._write_back(tx)
                 tx.take(rid)
         except Exception:  # noqa: BLE001 - releasing is best effort; a kept slot is only lost
             pass
@@ -373,7 +474,12 @@ class Throttler(ServerFeedback):
                 todo.extend(lim.pools)
         window = self._window
         lanes = tuple(window.lanes[n] for n in out) if isinstance(window, MemoryWindow) else None
-        draw = Draw(tuple(out.values()), min(self._plan[n][1] for n in out), lanes)
+        draw = Draw(
+            tuple(out.values()),
+            min(self._plan[n][1] for n in out),
+            lanes,
+            min(self._tol[n] for n in out),
+        )
         with self._lock:  # ``fold`` iterates the draws under the lock
             return self._draws.setdefault(key, draw)
 

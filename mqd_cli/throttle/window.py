@@ -1,10 +1,11 @@
 """The sliding window of every budget, in memory or in the store, and where the next slot is.
 
 A row is a booking of ``weight`` on one limit from ``at`` (when it may be sent) to ``latest``
-(when it is sent at the latest); it stays counted one window (plus the send guard) after
-``latest``. A plain send or reservation has ``latest == at``. Only the store also holds leased
-slots (``latest`` after ``at``: see ``lease.py``); the memory window never does, so its rows in
-``at`` order are in ``latest`` order too.
+(when it is sent at the latest); it stays counted one window after ``latest``. A send is
+dated when it was let through (``latest == at``). A reservation not yet sent may still go out
+up to the limit's tolerance after its slot (``latest = at + tol``); when it is sent, its row
+is restamped to that moment, so the window holds real send times, never a slot the request
+left after. Only the store also holds leased slots (``latest`` later still: see ``lease.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def earliest_slot(
 
     Bookings only ever start at or after the newest one, so from the slot on the window only
     loses rows: the budget holds everywhere once it holds at the slot, which is when the
-    oldest rows (by ``latest``) have left it.
+    oldest rows (by ``latest``) have left it. (The rows come nearly in ``latest`` order; the
+    running maximum keeps the slot safe where a pending reservation precedes a send.)
     """
     at = now
     spare = None
@@ -45,10 +47,12 @@ def earliest_slot(
         need = total + weight - budget
         if need > 0:  # the oldest sends must leave the window first
             dropped = 0
+            gone = None
             for latest, w in tx.oldest_first(name, now - wus):
                 dropped += w
+                gone = latest if gone is None or latest > gone else gone
                 if dropped >= need:
-                    slot = max(slot, latest + wus)
+                    slot = max(slot, gone + wus)
                     break
         if slot > at:
             at = slot
@@ -57,15 +61,50 @@ def earliest_slot(
     return at, (spare or 0) if at == now else 0
 
 
+def fits_now(
+    tx: Any, lims: Sequence[RateLimit], weight: int, now: int, plan: Mapping[str, tuple[int, int]]
+) -> bool:
+    """Whether ``weight`` sent at ``now`` keeps every window of ``lims`` within budget, with
+    every booking as it stands (those queued after ``now`` included, wherever they are).
+
+    A row ``[at, latest]`` may be in any window that overlaps it: it is counted at every
+    ``T`` in ``[at, latest + window)``. A send at ``now`` adds ``weight`` on
+    ``[now, now + window)``, where the count only rises where a row starts, so checking
+    ``now`` and each later start inside that span is exact. Used for a waiter that woke after
+    its tolerance: it may still go now instead of queueing again behind everyone.
+    """
+    for lim in lims:
+        wus, budget = plan[lim.name]
+        _total, _last, hold = tx.window(lim.name, now - wus)
+        if hold > now:
+            return False
+        rows = tx.spans(lim.name, now - wus)
+        for t in [now, *(at for at, _latest, _w in rows if now < at < now + wus)]:
+            active = sum(w for at, latest, w in rows if at <= t and latest > t - wus)
+            if active + weight > budget:
+                return False
+    return True
+
+
 class MemoryWindow:
     """The per-process window, one ``Lane`` per limit: the operations of
     ``store.throttle.WindowTx``, on the clock's monotonic microseconds. The throttler's
     uncontended path reads and appends lanes directly, under the same lock."""
 
-    def __init__(self, plan: Mapping[str, tuple[int, int]], lock: threading.RLock) -> None:
+    def __init__(
+        self,
+        plan: Mapping[str, tuple[int, int]],
+        lock: threading.RLock,
+        tols: Mapping[str, int] | None = None,
+    ) -> None:
         self._lock = lock
         self._rid_at: dict[int, int] = {}  # reservation id -> its slot
-        self.lanes = {n: Lane(n, span, budget, self._rid_at) for n, (span, budget) in plan.items()}
+        self._rid_tol: dict[int, int] = {}  # reservation id -> its own tolerance, if longer
+        tols = tols or {}
+        self.lanes = {
+            n: Lane(n, span, budget, self._rid_at, tols.get(n, 0), self._rid_tol)
+            for n, (span, budget) in plan.items()
+        }
 
     def transaction(self) -> MemoryWindow:
         return self
@@ -85,9 +124,38 @@ class MemoryWindow:
         return lane.total, rows[-1][0] if rows else None, lane.hold
 
     def oldest_first(self, name: str, since: int) -> Iterator[tuple[int, int]]:
-        for at, weight, _rid in self.lanes[name].rows:
-            if at > since:
-                yield at, weight
+        """``(latest, weight)`` of the rows still counted: a reservation not yet sent as if
+        sent at the end of its tolerance."""
+        lane = self.lanes[name]
+        for at, weight, rid in lane.rows:
+            latest = lane.latest(at, rid)
+            if latest > since:
+                yield latest, weight
+
+    def spans(self, name: str, since: int) -> list[tuple[int, int, int]]:
+        """``(at, latest, weight)`` of the rows still counted after ``since``."""
+        lane = self.lanes[name]
+        out = []
+        for at, weight, rid in lane.rows:
+            latest = lane.latest(at, rid)
+            if latest > since:
+                out.append((at, latest, weight))
+        return out
+
+    def insert_span(
+        self, name: str, at: int, latest: int, weight: int, rid: int, phantom: int = 0
+    ) -> None:
+        """A reservation (``rid``) of ``weight`` that may be sent from ``at`` to ``latest``."""
+        if rid and not phantom and latest - at > self.lanes[name].tol:
+            self._rid_tol[rid] = max(self._rid_tol.get(rid, 0), latest - at)
+        self.insert([(name, at, weight, rid, phantom)])
+
+    def restamp(self, rid: int, sent: int, names: Sequence[str]) -> None:
+        """Reservation ``rid`` on ``names`` went out at ``sent``: a send dated then."""
+        if self._rid_at.pop(rid, None) is not None:
+            for name in names:
+                self.lanes[name].restamp(rid, sent)
+        self._rid_tol.pop(rid, None)
 
     def insert(self, rows: Sequence[tuple[str, int, int, int, int]]) -> None:
         for name, at, weight, rid, phantom in rows:
@@ -118,6 +186,7 @@ class MemoryWindow:
                     out.append((name, weight))
                     break
         self._rid_at.pop(rid, None)
+        self._rid_tol.pop(rid, None)
         return out
 
     def set_hold(self, name: str, until: int, now: int) -> None:
