@@ -609,6 +609,7 @@ class LiveSession:
         next_equity = 0.0
         next_refresh = 0.0
         empty_polls = 0
+        finishing = False  # the duration was reached: this was the last pass that trades
         # The apply path never pauses for housekeeping: WAL checkpoints run on a worker
         # thread (not inside a commit), and the start-up objects are frozen out of the
         # cyclic collector's sight, so its full passes stay short.
@@ -632,9 +633,14 @@ class LiveSession:
                 housekeeping.tick()
                 # One rule for every time option: market time, the clock the session trades
                 # on (simulated time, or the broker's, which an emulator may accelerate).
-                # Judged before the bars are polled, acted on after: the bars that completed
-                # within the duration are traded even when this pass comes late (a loaded
-                # machine, a fast simulated clock), instead of being skipped by the stop.
+                # Judged before the bars are polled, acted on a pass later: the bars that
+                # completed within the duration are traded even when this pass comes late (a
+                # loaded machine, a fast simulated clock), and the orders they send get one
+                # more wait for their updates, as any pass's do, before the stop.
+                if finishing:
+                    if self.stop_reason is None:
+                        self.stop_reason, self.stop_detail = StopReason.DURATION, _fmt(duration)
+                    break
                 done = bool(duration) and self.market_now() - self.started_at >= duration
                 if not self.is_sim and mono - self._offset_at > self._resync_every:
                     self._sync_market_clock()
@@ -651,10 +657,7 @@ class LiveSession:
                     if self._stop.is_set():
                         break
                 engine.poll_broker()  # also sends the intents queued by stream events
-                if done:
-                    if self.stop_reason is None:
-                        self.stop_reason, self.stop_detail = StopReason.DURATION, _fmt(duration)
-                    break
+                finishing = done
                 if mono >= next_equity:
                     next_equity = mono + s.protections.check_interval.total_seconds()
                     self._sample_equity(engine)
