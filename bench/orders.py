@@ -14,11 +14,14 @@ so each repeat also times bare SQLite commits (one short insert per transaction)
 it, and every figure is printed as a ratio to that too: ``x commits`` means the rate is x times
 the bare commit rate measured at the same moment.
 
-Run: .venv/bin/python bench/orders.py
+Run: .venv/bin/python bench/orders.py [--json]   (--json: one JSON document, the rows, at the end)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -217,6 +220,13 @@ def bench_reconcile(n: int) -> tuple[float, int]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document (the rows) at the end"
+    )
+    args = parser.parse_args()
+    out = sys.stderr if args.json else sys.stdout
+    load = os.getloadavg()[0]
     n_orders = 5_000  # 20,000 events
     mem, mem_x, raw1 = bench_memory(n_orders)
     batched, batched_x, raw2 = bench_durable(n_orders, 100)
@@ -224,28 +234,85 @@ def main() -> None:
     secs, findings = bench_reconcile(10_000)
     sizes = {n: bench_reconcile(n)[0] / n * 1e6 for n in (10_000, 100_000, 300_000)}
     raw = statistics.median((raw1, raw2, raw3))
-    print(f"bare SQLite commits (yardstick)     : {raw:>9,.0f} /s (median over all repeats)")
+    print(
+        f"bare SQLite commits (yardstick)     : {raw:>9,.0f} /s (median over all repeats)", file=out
+    )
     print(
         f"events applied in memory            : {mem:>9,.0f} /s = {mem_x:5.2f} commits"
-        f"  (target 100,000/s: ratio {mem / 100_000:.2f})"
+        f"  (target 100,000/s: ratio {mem / 100_000:.2f})",
+        file=out,
     )
     print(
         f"journaled, apply_many batches of 100: {batched:>9,.0f} /s = {batched_x:5.2f} commits"
-        f"  (target 20,000/s: ratio {batched / 20_000:.2f})"
+        f"  (target 20,000/s: ratio {batched / 20_000:.2f})",
+        file=out,
     )
     print(
         f"journaled, 1 event per transaction  : {single:>9,.0f} /s = {single_x:5.2f} commits"
-        f"  (reported; ratio to 20,000/s {single / 20_000:.2f})"
+        f"  (reported; ratio to 20,000/s {single / 20_000:.2f})",
+        file=out,
     )
     print(
         f"reconcile 10,000 vs 10,000          : {secs * 1000:>9.1f} ms"
-        f"  (target 500 ms: ratio {secs / 0.5:.2f}; {findings} findings)"
+        f"  (target 500 ms: ratio {secs / 0.5:.2f}; {findings} findings)",
+        file=out,
     )
     print(
         "reconcile per order                 : "
         + ", ".join(f"{us:.2f} us at {n:,}" for n, us in sizes.items())
-        + f"  (target <= 4 us at 300,000: ratio {sizes[300_000] / 4:.2f})"
+        + f"  (target <= 4 us at 300,000: ratio {sizes[300_000] / 4:.2f})",
+        file=out,
     )
+    if not args.json:
+        return
+    rows = [
+        {
+            "measure": "trade updates applied in memory",
+            "result": f"{mem / 1000:.0f}k/s",
+            "peer": "",
+            "target": ">= 100k/s",
+            "met": mem >= 100_000,
+        },
+        {
+            "measure": "journaled durably (batches of 100 / one per transaction)",
+            "result": f"{batched / 1000:.0f}k/s / {single / 1000:.0f}k/s",
+            "peer": "",
+            "target": ">= 20k/s",
+            "met": batched >= 20_000,
+        },
+        {
+            "measure": "reconcile 10,000 local vs 10,000 broker orders",
+            "result": f"{secs * 1000:.0f} ms",
+            "peer": "",
+            "target": "< 0.5 s",
+            "met": secs < 0.5,
+        },
+        {
+            "measure": "reconcile per order at 300,000 orders",
+            "result": f"{sizes[300_000]:.2f} µs",
+            "peer": "",
+            "target": "<= 4 µs",
+            "met": sizes[300_000] <= 4,
+        },
+    ]
+    doc = {
+        "bench": "orders",
+        "machine": {"cpus": os.cpu_count(), "load_1m_at_start": round(load, 2)},
+        "rows": rows,
+        "raw": {
+            "bare_commits_per_s": raw,
+            "memory_per_s": mem,
+            "memory_x_commits": mem_x,
+            "batched_per_s": batched,
+            "batched_x_commits": batched_x,
+            "single_per_s": single,
+            "single_x_commits": single_x,
+            "reconcile_10k_s": secs,
+            "reconcile_findings": findings,
+            "reconcile_us_per_order": {str(n): us for n, us in sizes.items()},
+        },
+    }
+    print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ from mqd_cli.orders.tracked import (
     Fill,
     TrackedOrder,
     intent_key,
+    new_result,
     slug,
     synthetic_fill_id,
 )
@@ -556,20 +557,17 @@ class OrderTracker:
     ) -> ApplyResult:
         before = o.status
         name = event._value_
+        cid = o.client_order_id
         step = STEPS.get((before, event))
         when = update.timestamp if update is not None else self.clock.now()
+        pending = self._pending
         if step is None:
             o.illegal += 1
             evidence = f"illegal transition {before._value_} --{name}-->"
             self._journal(name, source, o, "illegal", evidence, payload, when)
-            self._pending.orders[o.client_order_id] = o  # the count and any new broker id
-            return ApplyResult(
-                client_order_id=o.client_order_id,
-                event=name,
-                status_before=before,
-                status=before,
-                adopted=adopted,
-                illegal=evidence,
+            pending.orders[cid] = o  # the count and any new broker id
+            return new_result(
+                cid, name, before, before, (), ZERO, False, adopted, False, evidence, ()
             )
         nxt, enters_pending, completed = step
         if nxt is None:
@@ -577,24 +575,25 @@ class OrderTracker:
         new_fills: list[Fill] = []
         totals = None
         if update is not None:
-            totals = o.fold(update, source, new_fills, self._pending.fills, executions)
-            t = update.timestamp
-            o.last_event_at = t
-            if self._last_event_at is None or t > self._last_event_at:
-                self._last_event_at = t
+            totals = o.fold(update, source, new_fills, pending.fills, executions)
+            o.last_event_at = when
+            last = self._last_event_at
+            if last is None or when > last:
+                self._last_event_at = when
         if event is _TRADE_BUST and "trade_bust" not in o.flags:
             o.flags.append("trade_bust")
         if enters_pending:
             o.previous_status = before
         o.status = nxt
         if nxt in OPEN_SET:
-            self._open[o.client_order_id] = o
+            self._open[cid] = o
         else:
-            self._open.pop(o.client_order_id, None)
+            self._open.pop(cid, None)
         o.updated_at = when
-        dq = ZERO
-        closed: tuple[ClosedTrade, ...] = ()
-        if totals is not None:
+        if totals is None:
+            dq = ZERO
+            closed: tuple[ClosedTrade, ...] = ()
+        else:
             q0, n0, f0 = totals
             dq = o.filled_qty - q0
             closed = self._position_delta(o, dq, o.filled_notional - n0, o.fees - f0, when)
@@ -603,19 +602,19 @@ class OrderTracker:
             self._journal(
                 name, source, o, "applied" if changed else "unchanged", detail, payload, when
             )
-        self._pending.orders[o.client_order_id] = o
-        return ApplyResult(
-            client_order_id=o.client_order_id,
-            event=name,
-            status_before=before,
-            status=nxt,
-            new_fills=tuple(new_fills),
-            filled_qty_delta=dq,
-            completed=completed,
-            adopted=adopted,
-            duplicate=not changed,
-            illegal="",
-            closed_trades=closed,
+        pending.orders[cid] = o
+        return new_result(
+            cid,
+            name,
+            before,
+            nxt,
+            tuple(new_fills),
+            dq,
+            completed,
+            adopted,
+            not changed,
+            "",
+            closed,
         )
 
     def _apply_fill_only(
