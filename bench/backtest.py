@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -231,6 +232,39 @@ def measure(n: int, total_bars: int, repeat: int, say) -> dict:
     return row
 
 
+MIN_RATIO = 5.0  # issue 17: at least 5x backtrader at every size
+MIN_BARS_PER_S = 50_000  # and at least this many bars/s with 50 symbols
+
+
+def table_rows(sizes: list[dict]) -> list[dict]:
+    """One row per size for a results table: the measure, mqd's figure, backtrader's from
+    the same run, the target and whether it is met (None without backtrader)."""
+    out = []
+    for r in sizes:
+        target = f">= {MIN_RATIO:.0f}x backtrader"
+        met: bool | None = None
+        if "ratio" in r:
+            met = r["ratio"] >= MIN_RATIO
+        if r["symbols"] >= 50:
+            target += f", >= {MIN_BARS_PER_S:,} bars/s"
+            met = (met is not False) and r["mqd_bars_per_s"] >= MIN_BARS_PER_S
+        out.append(
+            {
+                "measure": f"sma_cross {FAST}/{SLOW}, {r['symbols']} symbol(s), "
+                f"{r['bars']:,} bars (median of {r['runs']})",
+                "result": f"{r['mqd_bars_per_s']:,.0f} bars/s",
+                "peer": (
+                    f"backtrader {r['backtrader_bars_per_s']:,.0f} bars/s ({r['ratio']:.1f}x)"
+                    if "ratio" in r
+                    else ""
+                ),
+                "target": target,
+                "met": met,
+            }
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1,10,50", help="symbol counts (default 1,10,50)")
@@ -242,10 +276,18 @@ def main() -> None:
     def say(text: str) -> None:
         print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
 
+    load = os.getloadavg()
     rows = [measure(int(n), args.bars, args.repeat, say) for n in args.sizes.split(",")]
     failed = any(r.get("signals", {}).get("differ_unexplained") for r in rows)
     if args.json:
-        print(json.dumps({"fast": FAST, "slow": SLOW, "sizes": rows}, indent=2, default=str))
+        doc = {
+            "fast": FAST,
+            "slow": SLOW,
+            "load": {"before": list(load), "after": list(os.getloadavg())},
+            "sizes": rows,
+            "rows": table_rows(rows),
+        }
+        print(json.dumps(doc, indent=2, default=str))
     else:
         print()
         print(f"sma_cross {FAST}/{SLOW}, medians of {args.repeat} run(s) per engine and size")

@@ -152,6 +152,8 @@ class SmaCross(BaseStrategy):
         self._sl_short = 1 + sl / _HUNDRED if sl else None
         self._tp_long = 1 + tp / _HUNDRED if tp else None
         self._tp_short = 1 - tp / _HUNDRED if tp else None
+        self._factors = (self._sl_long, self._tp_long, self._sl_short, self._tp_short)
+        self._levels: dict[str, tuple[Decimal | None, ...]] = {}  # symbol -> ``_exit_levels``
         self._averages: dict[str, MovingAverages] = {}
         self._pending_entry: dict[str, int] = {}  # symbol -> direction to enter once flat
         self.signals: list[CrossSignal] = []
@@ -178,14 +180,17 @@ class SmaCross(BaseStrategy):
     # -- trading ----------------------------------------------------------------------------------
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> list[OrderIntent]:
-        sig = self._update(bar)
         symbol = bar.symbol
+        close = bar.close
+        ma = self._averages.get(symbol) or self.averages(symbol)
+        sig = ma.update(close)
+        if sig:
+            self.signals.append(CrossSignal(symbol, bar.timestamp, sig, close))
         if ctx.open_orders(symbol):
             return []  # wait for the pending order before deciding again
         pos = ctx.position(symbol)
-        close = bar.close
         if pos:
-            reason = self._stop_or_take(pos, ctx.avg_entry_price(symbol), close)
+            reason = self._stop_or_take(symbol, pos, ctx.avg_entry_price(symbol), close)
             if reason:
                 self._pending_entry.pop(symbol, None)
                 return [self._exit(symbol, pos, reason)]
@@ -209,20 +214,34 @@ class SmaCross(BaseStrategy):
                 return self._entry(symbol, direction, close)
         return []
 
-    def _stop_or_take(self, pos: Decimal, entry: Decimal | None, close: Decimal) -> str:
+    def _stop_or_take(
+        self, symbol: str, pos: Decimal, entry: Decimal | None, close: Decimal
+    ) -> str:
         if entry is None or entry <= 0:
             return ""
+        levels = self._levels.get(symbol)
+        if levels is None or levels[0] != entry:
+            levels = self._levels[symbol] = self._exit_levels(entry)
+        _, sl_long, tp_long, sl_short, tp_short = levels
         if pos > 0:
-            if self._sl_long is not None and close <= entry * self._sl_long:
+            if sl_long is not None and close <= sl_long:
                 return STOP_LOSS
-            if self._tp_long is not None and close >= entry * self._tp_long:
+            if tp_long is not None and close >= tp_long:
                 return TAKE_PROFIT
         else:
-            if self._sl_short is not None and close >= entry * self._sl_short:
+            if sl_short is not None and close >= sl_short:
                 return STOP_LOSS
-            if self._tp_short is not None and close <= entry * self._tp_short:
+            if tp_short is not None and close <= tp_short:
                 return TAKE_PROFIT
         return ""
+
+    def _exit_levels(self, entry: Decimal) -> tuple[Decimal | None, ...]:
+        """(entry, long stop, long take-profit, short stop, short take-profit) prices: kept
+        per symbol while its entry price stays, so a held bar compares without multiplying."""
+        return (
+            entry,
+            *(None if f is None else entry * f for f in self._factors),
+        )
 
     def _exit(self, symbol: str, pos: Decimal, reason: str) -> OrderIntent:
         side = Side.SELL if pos > 0 else Side.BUY

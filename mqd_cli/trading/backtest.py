@@ -331,13 +331,22 @@ def run_backtest(
             )
         tracker = services.session_tracker(getattr(strategy, "name", ""))
         protections = services.session_protections()
+        # Closed trades go to the store (the protections read them there) and are kept here
+        # as well, for the report: one per trade_id, as the store keeps them.
+        kept: dict[str, ClosedTrade] = {}
+
+        def keep_trade(trade: ClosedTrade) -> None:
+            # TradeLike declares settable fields; a frozen ClosedTrade has read-only ones.
+            insert_closed_trade(store, trade)  # type: ignore[arg-type]
+            kept.setdefault(trade.trade_id, trade)
+
         engine = services.engine(
             strategy,
             tracker=tracker,
             protections=protections,
             starting_cash=settings.sim.starting_cash,
             listener=listener,
-            trade_sink=lambda t: insert_closed_trade(store, t),
+            trade_sink=keep_trade,
         )
         locks: list[Lock] = []
 
@@ -358,7 +367,7 @@ def run_backtest(
             end = stopped_at
         engine.stop()
         final_equity = broker.get_account().equity
-        trades = list(engine_trades(store))
+        trades = sorted(kept.values(), key=lambda t: (t.closed_at, t.trade_id))  # the store's order
     finally:
         store.close()
     signals = getattr(strategy, "signals", None)
@@ -388,12 +397,6 @@ def run_backtest(
         seconds=seconds,
         interrupted_at=stopped_at,
     )
-
-
-def engine_trades(store: Store) -> list[ClosedTrade]:
-    from mqd_cli.orders.trades import closed_trades
-
-    return closed_trades(store)
 
 
 def _forget_finished_orders(tracker: OrderTracker, broker: SimBroker) -> Callable[[], None]:
@@ -443,6 +446,11 @@ def _drive(
     exposed = 0
     n = 0
     now = clock.now()
+    start: datetime | None = None  # the start of the last bar, whose end ``now`` may be
+    # The cash and market value the drawdown was last followed from: while both are the same
+    # objects (no fill, no bar of a held symbol since), equity has not moved.
+    cash: Decimal | None = None
+    value: Decimal | None = None
     stopped_at: datetime | None = None
     t0 = stopwatch.monotonic()
     # Everything built so far (bars handed in, caches, the store) lives for the whole run:
@@ -451,23 +459,29 @@ def _drive(
     gc.freeze()
     try:
         for bar in bars:
-            bar_end = bar.timestamp + timeframe
-            if bar_end > now:
-                engine.due = now = bar_end  # the clock follows when something reads it
+            if bar.timestamp != start:  # the symbols of one bar time share its end
+                start = bar.timestamp
+                bar_end = start + timeframe
+                if bar_end > now:
+                    engine.due = now = bar_end  # the clock follows when something reads it
             on_bar(bar)
             n += 1
             if engine.in_market:
                 exposed += 1
-                equity = engine.equity
-                if equity > peak:
-                    peak = equity
-                elif equity < peak:
-                    amount = peak - equity
-                    if amount > max_dd_amount:
-                        max_dd_amount = amount
-                        max_dd = _ratio(amount, peak)
-            elif engine.cash > peak:
-                peak = engine.cash
+                if engine.cash is not cash or engine.market_value is not value:
+                    cash, value = engine.cash, engine.market_value
+                    equity = cash + value
+                    if equity > peak:
+                        peak = equity
+                    elif equity < peak:
+                        amount = peak - equity
+                        if amount > max_dd_amount:
+                            max_dd_amount = amount
+                            max_dd = _ratio(amount, peak)
+            else:
+                cash = None
+                if engine.cash > peak:
+                    peak = engine.cash
             if n % sample == 0:
                 equity = engine.equity
                 curve.append(EquityPoint(now, equity, _ratio(peak - equity, peak)))

@@ -152,6 +152,10 @@ class EngineContext:
     def __init__(self, engine: Engine, params: dict[str, Any]):
         self._engine = engine
         self.params = params
+        # The engine's mirrors (updated in place, never replaced), read once per bar each.
+        self._qty = engine._qty
+        self._avg = engine._avg
+        self._open_by_symbol = engine._open_by_symbol
 
     @property
     def clock(self) -> Clock:
@@ -167,16 +171,16 @@ class EngineContext:
         return self._engine.cash
 
     def position(self, symbol: str) -> Decimal:
-        return self._engine._qty.get(symbol, ZERO)
+        return self._qty.get(symbol, ZERO)
 
     def positions(self) -> dict[str, Decimal]:
-        return {s: q for s, q in self._engine._qty.items() if q}
+        return {s: q for s, q in self._qty.items() if q}
 
     def avg_entry_price(self, symbol: str) -> Decimal | None:
-        return self._engine._avg.get(symbol)
+        return self._avg.get(symbol)
 
     def open_orders(self, symbol: str | None = None) -> list[TrackedOrder]:
-        by_symbol = self._engine._open_by_symbol
+        by_symbol = self._open_by_symbol
         if symbol is None:
             return [o for orders in by_symbol.values() for o in orders.values()]
         orders = by_symbol.get(symbol)
@@ -261,12 +265,12 @@ class Engine:
         self.keep_refusals = 1000
         self.last_fills: list[FillReport] = []
         self.accepting = True  # False once shutdown begins: new intents are refused
-        self.ctx = EngineContext(self, dict(params or getattr(strategy, "params", {}) or {}))
         self._qty: dict[str, Decimal] = {}
         self._avg: dict[str, Decimal] = {}
         self._last: dict[str, Decimal] = {}
         self._open_by_symbol: dict[str, dict[str, TrackedOrder]] = {}
         self._open_count = 0
+        self.ctx = EngineContext(self, dict(params or getattr(strategy, "params", {}) or {}))
         # Intents waiting to be sent, each with the position its strategy saw when it asked.
         self._queue: list[tuple[OrderIntent, Decimal]] = []
         self._closed: list[ClosedTrade] = []
@@ -278,7 +282,9 @@ class Engine:
         # advanced when something reads it (an intent, a resting order, the strategy).
         self.due: datetime | None = None
         self.cash = Decimal(starting_cash) if starting_cash is not None else ZERO
-        self._market_value = ZERO
+        # The open positions at their last prices (equity = cash + market_value), kept up to
+        # date bar by bar and fill by fill.
+        self.market_value = ZERO
         tracker.on_trade_closed = self._on_trade_closed
         self.sync_from_tracker()
         if starting_cash is None:
@@ -306,11 +312,11 @@ class Engine:
         for symbol, q in self._qty.items():
             price = self._last.get(symbol) or self._avg.get(symbol) or ZERO
             total += q * price
-        self._market_value = total
+        self.market_value = total
 
     @property
     def equity(self) -> Decimal:
-        return self.cash + self._market_value
+        return self.cash + self.market_value
 
     @property
     def in_market(self) -> bool:
@@ -331,7 +337,7 @@ class Engine:
         """Record a price without a bar (start-up marks from the broker)."""
         q = self._qty.get(symbol)
         if q:
-            self._market_value += q * (price - self._last.get(symbol, self._avg.get(symbol, price)))
+            self.market_value += q * (price - self._last.get(symbol, self._avg.get(symbol, price)))
         self._last[symbol] = price
 
     # -- bars ----------------------------------------------------------------------------------
@@ -362,7 +368,7 @@ class Engine:
             self._atr.update(bar)
         q = self._qty.get(symbol)
         if q:
-            self._market_value += q * (close - self._last.get(symbol, close))
+            self.market_value += q * (close - self._last.get(symbol, close))
         self._last[symbol] = close
         exchange = self.exchange
         if self._open_count and exchange is not None:
@@ -743,9 +749,13 @@ class Engine:
         """
         from mqd_cli.orders.tracked import intent_key
 
-        key = intent_key(intent)
+        key = None  # computed only when there is an open order to compare (a hash)
         for o in self.tracker.open_orders(intent.symbol):
-            if o.intent_key == key and not o.external and o.submit_state == "acked":
+            if o.external or o.submit_state != "acked":
+                continue
+            if key is None:
+                key = intent_key(intent)
+            if o.intent_key == key:
                 return o
         return None
 
@@ -806,11 +816,12 @@ class Engine:
             self._after_apply(self.tracker.on_submitted(report))
         self.stats.submitted += 1
         self._track_open(cid)
-        self._emit(
-            EventKind.SUBMITTED,
-            f"sent {describe(intent)} as {cid}",
-            {"intent": intent, "order_id": report.id},
-        )
+        if self.listener is not None:
+            self._emit(
+                EventKind.SUBMITTED,
+                f"sent {describe(intent)} as {cid}",
+                {"intent": intent, "order_id": report.id},
+            )
         if self.exchange is not None:
             self.exchange.step()
         if self.after_submit is not None:
@@ -915,7 +926,7 @@ class Engine:
             self.stats.fills += 1
             self.stats.filled_qty += f.qty
         self._last.setdefault(symbol, last if last is not None else ZERO)
-        self._market_value += (new - old) * self._last[symbol]
+        self.market_value += (new - old) * self._last[symbol]
         if new:
             self._qty[symbol] = new
             if p is not None and p.avg_price is not None:

@@ -250,10 +250,11 @@ class RiskGate:
             )
         if s.max_gross_exposure:
             gross = position_value
+            symbol, price_of = intent.symbol, prices.get
             for sym, q in positions.items():
-                if sym == intent.symbol or not q:
+                if sym == symbol or not q:
                     continue
-                p = prices.get(sym)
+                p = price_of(sym)
                 if p is None:
                     return _refuse(
                         "max_gross_exposure",

@@ -51,6 +51,15 @@ class SimAccount:
         self.last_equity = self.cash
         self.positions: dict[str, SimPosition] = {}
         self._equity_day: date | None = None
+        self._day_at: datetime | None = None  # ``roll_day``'s last instant
+        # What the positions are worth at one instant, kept while the clock stands still (a
+        # backtest asks for the account several times per order at the same moment): the
+        # instant (by identity: a moving clock never hands out the same object twice), the
+        # positions' version, and (long mv, short mv, initial margin, maintenance margin).
+        self._version = 0
+        # symbol -> (its asset, maintenance margin rate or None when paid in full)
+        self._rates: dict[str, tuple[AssetInfo, Decimal | None]] = {}
+        self._marked: tuple[datetime, int, tuple[Decimal, Decimal, Decimal, Decimal]] | None = None
 
     def position_qty(self, symbol: str) -> Decimal:
         """The signed position in ``symbol`` (zero when flat)."""
@@ -80,6 +89,7 @@ class SimAccount:
             else:
                 pos.cost -= avg * closing * direction
         pos.qty = old + signed
+        self._version += 1
         if pos.qty == 0:
             self.positions.pop(symbol, None)
         else:
@@ -90,28 +100,52 @@ class SimAccount:
         """On the first moment of a new exchange day, keep yesterday's equity as last_equity."""
         from mqd_cli.market_calendar import EXCHANGE_TZ
 
+        if now is self._day_at:
+            return  # the same instant as the last call (a backtest's clock standing still)
+        self._day_at = now
         day = now.astimezone(EXCHANGE_TZ).date()
         if day != self._equity_day:
             if self._equity_day is not None:
                 self.last_equity = self.totals(now)[0]
             self._equity_day = day
 
+    def changed(self) -> None:
+        """Positions or their price source changed outside ``settle``: value them again."""
+        self._version += 1
+        self._marked = None
+
     def totals(self, now: datetime) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
         """(equity, long mv, short mv, initial margin, maintenance margin) at ``now``."""
-        lmv = smv = im = mm = ZERO
-        for sym, pos in self.positions.items():
-            mv = pos.qty * self.price_at(sym, now)
-            if mv > 0:
-                lmv += mv
-            else:
-                smv += mv
-            i, m = _margin(pos.asset, abs(mv))
-            im += i
-            mm += m
+        marked = self._marked
+        if marked is not None and marked[0] is now and marked[1] == self._version:
+            lmv, smv, im, mm = marked[2]
+        else:
+            lmv = smv = im = mm = ZERO
+            price_at, rates = self.price_at, self._rates
+            for sym, pos in self.positions.items():
+                mv = pos.qty * price_at(sym, now)
+                if mv > 0:
+                    lmv += mv
+                else:
+                    smv += mv
+                rate = rates.get(sym)
+                if rate is None or rate[0] is not pos.asset:
+                    rate = rates[sym] = (pos.asset, _maintenance_rate(pos.asset))
+                value = abs(mv)
+                if rate[1] is None:  # paid in full: the whole value is margin
+                    im += value
+                    mm += value
+                else:
+                    im += value / 2
+                    mm += value * rate[1]
+            self._marked = (now, self._version, (lmv, smv, im, mm))
         return self.cash + lmv + smv, lmv, smv, im, mm
 
     def buying_power(self, now: datetime) -> Decimal:
         equity, _, _, im, mm = self.totals(now)
+        return self._buying_power(equity, im, mm)
+
+    def _buying_power(self, equity: Decimal, im: Decimal, mm: Decimal) -> Decimal:
         mult = self.settings.multiplier
         if mult <= 1:
             return max(ZERO, self.cash)
@@ -134,7 +168,7 @@ class SimAccount:
         excess = max(ZERO, equity - im)
         cash_only = max(ZERO, self.cash)
         margin = mult >= 2
-        buying_power = self.buying_power(now)
+        buying_power = self._buying_power(equity, im, mm)
         return AccountReport(
             id=self.account_id,
             account_number=self.account_number,
@@ -196,9 +230,9 @@ class SimAccount:
         )
 
 
-def _margin(asset: AssetInfo, value: Decimal) -> tuple[Decimal, Decimal]:
-    """(initial, maintenance) margin of a position worth ``value`` (absolute)."""
+def _maintenance_rate(asset: AssetInfo) -> Decimal | None:
+    """The maintenance margin rate of a position in ``asset`` (its initial margin is half its
+    value); None when it is paid in full (crypto, non-marginable): both margins are its value."""
     if asset.asset_class is AssetClass.CRYPTO or not asset.marginable:
-        return value, value
-    maint = (asset.margin_requirement_long or Decimal(30)) / 100
-    return value / 2, value * maint
+        return None
+    return (asset.margin_requirement_long or Decimal(30)) / 100

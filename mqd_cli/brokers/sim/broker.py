@@ -88,6 +88,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SimBroker"]
 
+# A version 4 UUID: the variant bits (10) and the version nibble (4) set, as uuid.UUID does.
+_UUID_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID_V4 = (0x8000 << 48) | (4 << 76)
+
 
 class _AccountField:
     """A ``SimBroker`` attribute kept by its ``SimAccount`` (``broker.cash`` is
@@ -144,8 +148,6 @@ class SimBroker:
             start_prices=dict(START_PRICES),
         )
         self.prices: PriceSource = prices if prices is not None else self.synthetic
-        if prices is None and settings.price_csv:
-            self.load_csv_prices(settings.price_csv)
         self._id_rng = random.Random(f"mqd-sim|{seed}|ids")
         self._fill_rng = random.Random(f"mqd-sim|{seed}|fills")
         acct_rng = random.Random(f"mqd-sim|{seed}|account")
@@ -156,6 +158,8 @@ class SimBroker:
             account_number="PA"
             + "".join(acct_rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(10)),
         )
+        if prices is None and settings.price_csv:
+            self.load_csv_prices(settings.price_csv)
         self.created_at = clock.now()
         self.fills: list[FillReport] = []
         self._orders: dict[str, SimOrder] = {}
@@ -182,6 +186,7 @@ class SimBroker:
         data = read_bars_csv(path)
         with self._lock:
             self.prices = CsvPrices(data, self.synthetic)
+            self.account.changed()  # positions are worth the file's prices now
             for sym in data:
                 if sym.upper() not in self._assets:
                     from mqd_cli.brokers.sim.assets import _equity
@@ -233,10 +238,13 @@ class SimBroker:
 
         return unsubscribe
 
-    def _emit(self, event: TradeEvent, o: SimOrder, ts: datetime, **fill) -> None:
+    def _emit(self, event: TradeEvent, o: SimOrder, ts: datetime, **fill) -> OrderReport:
+        """Queue the event; returns its report of ``o`` (as ``o`` is now)."""
+        order = report(o)
         self._outbox.append(
-            TradeUpdate(event=event, timestamp=ts, order=report(o), event_raw=event.value, **fill)
+            TradeUpdate(event=event, timestamp=ts, order=order, event_raw=event.value, **fill)
         )
+        return order
 
     def _deliver(self) -> list[TradeUpdate]:
         with self._lock:
@@ -333,7 +341,10 @@ class SimBroker:
                 self._finish(o, OrderStatus.CANCELED, TradeEvent.CANCELED, ts)
 
     def _new_id(self) -> str:
-        return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+        """``str(uuid.UUID(int=<128 seeded bits>, version=4))``, formatted directly."""
+        n = self._id_rng.getrandbits(128) & _UUID_KEEP | _UUID_V4
+        h = f"{n:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def _fill(self, o: SimOrder, qty: Decimal, price: Decimal, ts: datetime, bar: datetime) -> None:
         fee, position_qty = self.account.settle(o.asset, o.side, qty, price)
@@ -576,13 +587,13 @@ class SimBroker:
     def _place(self, o: SimOrder, now: datetime, *, replacing: bool = False) -> OrderReport:
         """Book an admitted order, emit its first events and return it as accepted; with
         ``auto_step`` the market then runs at once."""
-        self._accept(o, now, replacing=replacing)
-        order = report(o)
+        order = self._accept(o, now, replacing=replacing)
         if self.auto_step:
             self._step_locked()
         return order
 
-    def _accept(self, o: SimOrder, now: datetime, *, replacing: bool) -> None:
+    def _accept(self, o: SimOrder, now: datetime, *, replacing: bool) -> OrderReport:
+        """Book ``o`` and emit its first events; returns the order as accepted."""
         self._orders[o.id] = o
         self._working[o.id] = o
         self._by_client_id[o.client_order_id] = o
@@ -590,13 +601,12 @@ class SimBroker:
             sim_hours.schedule(o, now)
             if not sim_hours.in_session(o, now):
                 o.status = OrderStatus.ACCEPTED
-                self._emit(TradeEvent.ACCEPTED, o, now)
-                return
+                return self._emit(TradeEvent.ACCEPTED, o, now)
         if not replacing:
             o.status = OrderStatus.PENDING_NEW
             self._emit(TradeEvent.PENDING_NEW, o, now)
         o.status = OrderStatus.NEW
-        self._emit(TradeEvent.NEW, o, now)
+        return self._emit(TradeEvent.NEW, o, now)
 
     def _canonical(self, symbol: str) -> str:
         asset = self._find_asset(symbol)

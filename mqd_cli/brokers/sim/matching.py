@@ -76,6 +76,8 @@ def market_points(
             price = prices.price_at(o.symbol, seen)
             out.append(MarketPoint(seen, 0, o.seq, seen, price, price, price, price))
     seen = max(seen, now - tf * MAX_CATCHUP_BARS)
+    if seen >= now:
+        return out  # no bar ends or starts after what it has seen (an order sent just now)
     key = (o.symbol, seen)
     bars = cache.get(key)
     if bars is None:

@@ -268,6 +268,6 @@ def report(o: SimOrder, *, nested: bool = True) -> OrderReport:
         asset_class=o.asset.asset_class,
         asset_id=o.asset.id,
         order_class=o.order_class,
-        legs=tuple(report(leg) for leg in o.legs) if nested else (),
+        legs=tuple([report(leg) for leg in o.legs]) if nested and o.legs else (),
         raw={"position_intent": o.position_intent},
     )

@@ -118,6 +118,7 @@ class SyntheticPrices:
         self._at_time: datetime | None = None  # ``price_at``'s last instant and its bar index
         self._at_index = 0
         self._last_price: dict[str, tuple[int, Decimal]] = {}  # symbol -> (bar index, price)
+        self._opens: dict[tuple[str, int], list[float]] = {}  # a chunk's opens, for price_at
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -174,7 +175,13 @@ class SyntheticPrices:
         hit = self._last_price.get(symbol)
         if hit is not None and hit[0] == k:
             return hit[1]
-        price = _float_to_tick(self._series(symbol, k)[0])
+        chunk, i = divmod(k, _CHUNK)
+        opens = self._opens.get((symbol, chunk))
+        if opens is None:
+            if len(self._opens) >= 256:
+                self._opens.clear()
+            opens = self._opens[symbol, chunk] = self._chunk(symbol.upper(), chunk)[0].tolist()
+        price = _float_to_tick(opens[i])
         self._last_price[symbol] = (k, price)
         return price
 
@@ -269,11 +276,6 @@ class SyntheticPrices:
             trade_count=max(1, int(v) // 50),
             vwap=vwap,
         )
-
-    def _series(self, symbol: str, k: int) -> tuple[float, float, float, float, float]:
-        chunk, i = divmod(k, _CHUNK)
-        arrays = self._chunk(symbol.upper(), chunk)
-        return tuple(float(a[i]) for a in arrays)  # type: ignore[return-value]
 
     def _range(self, symbol: str, k0: int, k1: int) -> list[Bar]:
         if k1 <= k0:
