@@ -48,22 +48,61 @@ Throttler). The exceptions ``call`` retries on (``RateLimited``, ``BrokerUnavail
 ``mqd_cli/errors.py``, below the brokers that raise them.
 """
 
-from mqd_cli.throttle.limits import (
-    EPOCH,
-    PRESETS,
-    US,
-    RateHeaders,
-    RateLimit,
-    UnknownLimit,
-    backoff_delay,
-    from_us,
-    parse_rate_headers,
-    resolve_limits,
-    to_us,
-)
-from mqd_cli.throttle.stats import Counters, LimitStats, ProcessStats, read_stats
-from mqd_cli.throttle.throttler import FLUSH_INTERVAL_US, Throttler, build
-from mqd_cli.throttle.window import MemoryWindow, StoreWindow
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mqd_cli.throttle.limits import (
+        EPOCH,
+        PRESETS,
+        US,
+        RateHeaders,
+        RateLimit,
+        UnknownLimit,
+        backoff_delay,
+        from_us,
+        parse_rate_headers,
+        resolve_limits,
+        to_us,
+    )
+    from mqd_cli.throttle.stats import Counters, LimitStats, ProcessStats, read_stats
+    from mqd_cli.throttle.throttler import FLUSH_INTERVAL_US, Throttler, build
+    from mqd_cli.throttle.window import MemoryWindow, StoreWindow
+
+# Each name is imported from its module when first asked for: `mqd throttle stats` reads the
+# statistics without importing the throttler's machinery (start-up, issue 17).
+_HOME = {
+    **dict.fromkeys(
+        (
+            "EPOCH",
+            "PRESETS",
+            "US",
+            "RateHeaders",
+            "RateLimit",
+            "UnknownLimit",
+            "backoff_delay",
+            "from_us",
+            "parse_rate_headers",
+            "resolve_limits",
+            "to_us",
+        ),
+        "limits",
+    ),
+    **dict.fromkeys(("Counters", "LimitStats", "ProcessStats", "read_stats"), "stats"),
+    **dict.fromkeys(("FLUSH_INTERVAL_US", "Throttler", "build"), "throttler"),
+    **dict.fromkeys(("MemoryWindow", "StoreWindow"), "window"),
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mqd_cli.throttle' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"mqd_cli.throttle.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EPOCH",
