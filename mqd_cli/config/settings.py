@@ -114,8 +114,9 @@ class ThrottleSettings:
     )
     send_guard: timedelta = setting(
         timedelta(milliseconds=50),
-        "Extra time each send stays counted after its window (at most 1 % of the window): covers"
-        " the varying delay between a slot and the request leaving. Default 50ms.",
+        "How late after its slot a woken waiter may still send (at least 5 ms, at most 1 % of"
+        " the window); a send also stays counted this long after its window (at most 0.1 % of"
+        " it). Default 50ms.",
         min=timedelta(0),
         max=timedelta(seconds=1),
     )
