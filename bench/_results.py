@@ -57,3 +57,23 @@ def save(bench: str, rows: list[Row], raw: dict[str, Any], *, directory: Path = 
 def ratio(ours: float, theirs: float) -> str:
     """``2.3x``: how many times ``ours`` is ``theirs``."""
     return f"{ours / theirs:.1f}x" if theirs else "-"
+
+
+def main(argv: list[str]) -> int:
+    """``bench/NAME.py --json | .venv/bin/python bench/_results.py NAME``: save a bench's JSON
+    document (its ``rows``; everything else is kept as the raw figures)."""
+    if len(argv) != 1:
+        print("error: usage: bench/NAME.py --json | bench/_results.py NAME", file=sys.stderr)
+        return 2
+    doc = json.loads(sys.stdin.read())
+    fields = set(Row.__dataclass_fields__)
+    rows = [Row(**{k: v for k, v in r.items() if k in fields}) for r in doc.get("rows", [])]
+    if not rows:
+        print("error: the document has no rows\nhint: run the bench with --json", file=sys.stderr)
+        return 2
+    save(argv[0], rows, {k: v for k, v in doc.items() if k != "rows"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

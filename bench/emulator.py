@@ -139,6 +139,31 @@ def main() -> None:
         f"({n / median:,.0f} assets/s)"
     )
     print(f"  ratio first/cached: {first / median:.2f}")
+    from _results import Row, save
+
+    save(
+        "emulator",
+        [
+            Row(
+                "market orders through the Alpaca adapter and `mqd sim serve`: submitted / "
+                "submitted and filled",
+                f"{submit:,.0f} / {filled:,.0f} orders/s",
+            ),
+            Row(
+                f"`/v2/assets` with {n:,} assets served and parsed, cached / first call",
+                f"{median:.2f} s / {first:.2f} s",
+            ),
+        ],
+        {
+            "orders": ORDERS,
+            "runs": RUNS,
+            "submitted_per_s": submit,
+            "filled_per_s": filled,
+            "assets": n,
+            "assets_first_s": first,
+            "assets_median_s": median,
+        },
+    )
 
 
 if __name__ == "__main__":

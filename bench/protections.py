@@ -163,6 +163,36 @@ def main() -> None:
         f"`mqd protections status --json`    median {status_json_ms:8.1f} ms "
         f"(x{status_json_ms / help_ms:.2f} of --help)"
     )
+    from _results import Row, save
+
+    inc, ref = per_trade["incremental"], per_trade["reference"]
+    save(
+        "protections",
+        [
+            Row(
+                f"`evaluate()` with {trades:,} trades in the store (peer: the straightforward "
+                "evaluation)",
+                f"{evaluate / 1000:.2f} ms",
+                peer=f"{evaluate_ref / 1000:.2f} ms",
+            ),
+            Row(
+                "a losing trade closed with 0-1,000 / 4,000-5,000 trades in the window",
+                f"{inc[0]:.0f} / {inc[1]:.0f} µs",
+                peer=f"{ref[0]:.0f} / {ref[1]:.0f} µs",
+            ),
+            Row("`is_locked()`", f"{locked:.0f} µs"),
+        ],
+        {
+            "trades": trades,
+            "is_locked_us": locked,
+            "evaluate_us": evaluate,
+            "evaluate_reference_us": evaluate_ref,
+            "closing_us": per_trade,
+            "evaluate_with_equity_us": evaluate_eq,
+            "status_us": status,
+            "cli_ms": {"help": help_ms, "status": status_ms, "status_json": status_json_ms},
+        },
+    )
 
 
 if __name__ == "__main__":

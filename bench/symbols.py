@@ -203,6 +203,36 @@ def main() -> None:
     )
     print(f"  prepare() (round + validate) per second       {p:12,.0f}")
     store.close()
+    from _results import Row, save
+
+    sync_s = statistics.median(first)
+    load_ms = statistics.median(loads_s) * 1000
+    save(
+        "symbols",
+        [
+            Row(
+                f"`mqd symbols sync` of {fetched:,} assets through the emulator, end to end",
+                f"{sync_s:.1f} s",
+                target="< 5 s",
+                met=sync_s < 5,
+            ),
+            Row(
+                "symbol cache load / `validate()` per second",
+                f"{load_ms:.0f} ms / {v:,.0f}",
+                target="< 100 ms / >= 100,000",
+                met=load_ms < 100 and v >= 100_000,
+            ),
+        ],
+        {
+            "assets": fetched,
+            "runs": args.runs,
+            "sync_first_s": first,
+            "sync_repeat_s": second,
+            "cache_load_s": loads_s,
+            "validate_per_s": v,
+            "prepare_per_s": p,
+        },
+    )
 
 
 if __name__ == "__main__":
